@@ -1,0 +1,45 @@
+"""Wire and definition contracts of the orchestrator: frozen pydantic models."""
+
+from contracts.base import SCHEMA_VERSION, Contract
+from contracts.catalog import (
+    HttpOperation,
+    HttpService,
+    KafkaService,
+    PythonService,
+    ServiceCatalog,
+    ServiceDefinition,
+    command_topic_of,
+)
+from contracts.events import (
+    ErrorDetail,
+    ReplyError,
+    RequestEvent,
+    ResultEvent,
+    StepCommand,
+    StepReply,
+    StepSummary,
+)
+from contracts.flow import FlowDefaults, FlowDefinition, Mapping, StepDefinition
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Contract",
+    "ErrorDetail",
+    "FlowDefaults",
+    "FlowDefinition",
+    "HttpOperation",
+    "HttpService",
+    "KafkaService",
+    "Mapping",
+    "PythonService",
+    "ReplyError",
+    "RequestEvent",
+    "ResultEvent",
+    "ServiceCatalog",
+    "ServiceDefinition",
+    "StepCommand",
+    "StepDefinition",
+    "StepReply",
+    "StepSummary",
+    "command_topic_of",
+]

@@ -1,0 +1,117 @@
+"""The events on the wire: request, step command, step reply, result.
+
+Payloads are JSON (serialised with orjson); every event also carries CloudEvents 1.0
+binary-mode headers (see :mod:`contracts.cloudevents`) and has the request id as its
+Kafka message key, so every event of one request lands on the same partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from contracts.base import Contract
+
+RequestId = str
+
+
+class RequestEvent(Contract):
+    """A client asks for one run of a flow.
+
+    The request id is the idempotency key of the whole run: the same id delivered
+    twice gives one saga and one logical result.
+    """
+
+    schema_version: Literal[1] = 1
+    request_id: RequestId = Field(min_length=1, max_length=256)
+    flow: str = Field(min_length=1, max_length=200, description="Name of the flow to run.")
+    input: dict[str, Any] = Field(default_factory=dict, description="The flow's input.")
+
+
+class StepCommand(Contract):
+    """The coordinator asks a remote service adapter to perform one call.
+
+    ``correlation_id`` is deterministic (``<request id>:<call>:<attempt>``), so a
+    redelivered command can be recognised; ``idempotency_key`` is the same for
+    every attempt of one call and should be passed to the downstream API.
+    """
+
+    schema_version: Literal[1] = 1
+    request_id: RequestId
+    flow: str
+    step: str
+    call: str = Field(description="The step name, or '<step>#<index>' for a for_each call.")
+    attempt: int = Field(ge=1)
+    service: str
+    operation: str
+    input: Any
+    deadline_ms: int = Field(description="Epoch milliseconds after which no reply is awaited.")
+    correlation_id: str
+    idempotency_key: str
+
+
+class ReplyError(Contract):
+    """Why a call failed, as the adapter reports it."""
+
+    code: str = Field(min_length=1, description="Stable machine-readable code, e.g. 'http.404'.")
+    message: str = ""
+
+
+class StepReply(Contract):
+    """A service adapter's answer to a :class:`StepCommand`.
+
+    ``business_error`` is a definite no from the service (not found, rejected);
+    ``technical_error`` means the call could not be performed (unreachable, 5xx).
+    """
+
+    schema_version: Literal[1] = 1
+    request_id: RequestId
+    correlation_id: str
+    status: Literal["ok", "business_error", "technical_error"]
+    output: Any = None
+    error: ReplyError | None = None
+
+    @model_validator(mode="after")
+    def _error_matches_status(self) -> StepReply:
+        if self.status == "ok" and self.error is not None:
+            raise ValueError("an 'ok' reply must not carry an error")
+        if self.status != "ok" and self.error is None:
+            raise ValueError(f"a '{self.status}' reply must carry an error with a code")
+        return self
+
+
+class ErrorDetail(Contract):
+    """One reason a request failed, or one failed call of an optional step."""
+
+    code: str = Field(description="Stable code, e.g. 'flow.unknown' or 'step.timeout'.")
+    message: str
+    step: str | None = None
+    call: str | None = None
+    adapter_code: str | None = Field(
+        default=None, description="The adapter's own error code, when it gave one."
+    )
+
+
+class StepSummary(Contract):
+    """How one step of the flow went."""
+
+    step: str
+    status: Literal["ok", "partial", "failed", "not_run"]
+    calls: int = Field(ge=0, description="Calls dispatched (1, or one per for_each item).")
+    failed_calls: int = Field(ge=0)
+    duration_ms: int | None = None
+
+
+class ResultEvent(Contract):
+    """The one composed result of a request, published exactly once per request id."""
+
+    schema_version: Literal[1] = 1
+    request_id: RequestId
+    flow: str | None = Field(description="None when the request could not be decoded.")
+    status: Literal["completed", "failed"]
+    data: Any = Field(default=None, description="The composed result; None when failed.")
+    steps: list[StepSummary] = Field(default_factory=list)
+    errors: list[ErrorDetail] = Field(default_factory=list)
+    started_at_ms: int
+    finished_at_ms: int

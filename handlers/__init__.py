@@ -1,0 +1,1 @@
+"""Service adapters: the HTTP adapter, the adapter SDK, the demo services."""

@@ -1,0 +1,60 @@
+"""The demo's HTTP services (orders, users, stores, products) on loopback."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from http import HTTPStatus
+from typing import Any
+
+from handlers.demo import data
+from handlers.demo.http_server import HttpCall, JsonHttpServer, RouteResult
+
+COLLECTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "orders": data.ORDERS,
+    "users": data.USERS,
+    "stores": data.STORES,
+    "products": data.PRODUCTS,
+}
+
+
+def collection_route(name: str) -> Any:
+    """A route serving ``GET /<name>/<id>`` from the demo data, 404 otherwise."""
+    records = COLLECTIONS[name]
+
+    def route(call: HttpCall) -> RouteResult:
+        segments = call.segments
+        if call.method != "GET" or len(segments) != 2 or segments[0] != name:
+            return HTTPStatus.NOT_FOUND, {"error": f"no route {call.method} {call.path}"}
+        record = records.get(segments[1])
+        if record is None:
+            return HTTPStatus.NOT_FOUND, {"error": f"{name[:-1]} {segments[1]} not found"}
+        return HTTPStatus.OK, record
+
+    return route
+
+
+class DemoHttpServices:
+    """Start the four demo HTTP services on free loopback ports.
+
+    ``env`` maps the catalog's environment variables (``DEMO_ORDERS_URL``...) to
+    the servers' base URLs.
+    """
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self.servers: dict[str, JsonHttpServer] = {}
+
+    def __enter__(self) -> DemoHttpServices:
+        for name in COLLECTIONS:
+            self.servers[name] = self._stack.enter_context(
+                JsonHttpServer(collection_route(name), name=name)
+            )
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stack.close()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment variables the demo catalog reads, pointing at these servers."""
+        return {f"DEMO_{name.upper()}_URL": server.url for name, server in self.servers.items()}

@@ -1,0 +1,142 @@
+"""Run an SDK :class:`~handlers.sdk.Service` as a remote adapter over Kafka.
+
+The worker consumes step commands from the service's command topic, runs the
+operation, and publishes a step reply to the topic and partition the command
+names (``ce_replytopic``/``ce_replypartition``), with the command's correlation id.
+The command's offset is committed only after the reply is acknowledged, so a
+crash re-answers the command instead of losing it; the coordinator ignores the
+duplicate answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from contracts import cloudevents
+from contracts.base import SCHEMA_VERSION
+from contracts.events import StepCommand
+from handlers.sdk import Service
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply to publish."""
+
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Unanswerable:
+    """A command that cannot be answered; it goes to the dead-letter topic."""
+
+    code: str
+    reason: str
+
+
+async def answer_command(
+    service: Service, *, value: bytes, headers: dict[str, str], source: str
+) -> Reply | Unanswerable:
+    """Run the command in ``value`` and build its reply."""
+    reply_topic = headers.get(cloudevents.REPLY_TOPIC)
+    reply_partition = headers.get(cloudevents.REPLY_PARTITION, "")
+    if not reply_topic or not reply_partition.isdigit():
+        return Unanswerable(
+            "command.missing_headers",
+            f"a step command needs {cloudevents.REPLY_TOPIC} "
+            f"and {cloudevents.REPLY_PARTITION} headers",
+        )
+    try:
+        command = StepCommand.model_validate(orjson.loads(value))
+    except (orjson.JSONDecodeError, ValidationError) as error:
+        return Unanswerable(
+            "command.invalid", f"not a valid step command: {str(error).splitlines()[0]}"
+        )
+    outcome = await service.invoke(command.operation, command.input)
+    payload: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "request_id": command.request_id,
+        "correlation_id": command.correlation_id,
+        "status": outcome.status,
+        "output": outcome.output,
+        "error": None
+        if outcome.status == "ok"
+        else {"code": outcome.error_code, "message": outcome.error_message},
+    }
+    reply_headers = {
+        name: raw.decode()
+        for name, raw in cloudevents.build_headers(
+            event_id=f"{command.correlation_id}:reply",
+            event_type=cloudevents.TYPE_STEP_REPLY,
+            source=source,
+            time_ms=time.time_ns() // 1_000_000,
+            extensions=((cloudevents.CORRELATION_ID, command.correlation_id),),
+        )
+    }
+    return Reply(
+        topic=reply_topic,
+        partition=int(reply_partition),
+        key=command.request_id.encode(),
+        value=orjson.dumps(payload),
+        headers=reply_headers,
+    )
+
+
+def build_worker(
+    service: Service,
+    *,
+    bootstrap_servers: str,
+    group_id: str | None = None,
+    dead_letter_topic: str = "orchestrator.dlq",
+) -> tuple[KafkaBroker, FastStream]:
+    """Build the FastStream broker and app that serve ``service`` over Kafka."""
+    broker = KafkaBroker(bootstrap_servers, acks="all", enable_idempotence=True)
+    source = f"urn:orchestrator:adapter:{service.name}"
+
+    @broker.subscriber(
+        service.command_topic,
+        group_id=group_id or f"adapter.{service.name}",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+    )
+    async def handle_command(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        record = raw[0] if isinstance(raw, tuple) else raw
+        value: bytes = record.value or b""
+        headers = cloudevents.headers_to_dict(record.headers)
+        answer = await answer_command(service, value=value, headers=headers, source=source)
+        if isinstance(answer, Reply):
+            await broker.publish(
+                answer.value,
+                answer.topic,
+                key=answer.key,
+                partition=answer.partition,
+                headers=answer.headers,
+            )
+            return
+        logger.warning("dead-lettering command at offset %s: %s", record.offset, answer.reason)
+        dead_headers = {
+            **headers,
+            "dlq_code": answer.code,
+            "dlq_reason": answer.reason,
+            "dlq_topic": record.topic,
+            "dlq_partition": str(record.partition),
+            "dlq_offset": str(record.offset),
+        }
+        await broker.publish(value, dead_letter_topic, key=record.key, headers=dead_headers)
+
+    return broker, FastStream(broker)

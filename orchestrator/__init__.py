@@ -1,0 +1,1 @@
+"""Saga coordinator for API flows over Apache Kafka."""

@@ -1,0 +1,147 @@
+"""Load the service catalog (``services.yaml``) and resolve what it names.
+
+Environment references (``${VAR}``, ``${VAR:-default}``) in a service's
+``base_url``, ``headers`` and ``command_topic`` are expanded at load time, so a missing secret is a
+load error that names the variable instead of a 401 at run time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import ValidationError
+
+from contracts.catalog import HttpService, KafkaService, PythonService, ServiceCatalog
+from orchestrator.errors import CatalogLoadError
+from orchestrator.validation_messages import describe_validation_error
+
+if TYPE_CHECKING:
+    from handlers.sdk import Service
+
+_ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def expand_environment(text: str, *, where: str, environ: Mapping[str, str]) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in ``text`` from ``environ``."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise CatalogLoadError(
+            f"{where} reads the environment variable {name}, which is not set: "
+            f"set it, or write ${{{name}:-default}} to give a default."
+        )
+
+    return _ENV_REFERENCE.sub(replace, text)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedCatalog:
+    """The validated catalog, with environment expanded and Python adapters imported."""
+
+    catalog: ServiceCatalog
+    python_adapters: dict[str, Service]
+    source: str
+
+    def operations_of(self, service: str) -> frozenset[str] | None:
+        """Known operations of ``service``; None when any name is accepted."""
+        definition = self.catalog.services[service]
+        if isinstance(definition, HttpService):
+            return frozenset(definition.operations)
+        if isinstance(definition, KafkaService):
+            return frozenset(definition.operations) or None
+        return frozenset(self.python_adapters[service].operations)
+
+
+def load_catalog(path: Path, *, environ: Mapping[str, str] | None = None) -> LoadedCatalog:
+    """Read and check a service catalog file (YAML or JSON).
+
+    Raises:
+        CatalogLoadError: naming the file, the service and what to change.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise CatalogLoadError(
+            f"Cannot read the service catalog {path}: {error.strerror}."
+        ) from None
+    except yaml.YAMLError as error:
+        raise CatalogLoadError(f"{path} is not valid YAML: {error}") from None
+    return catalog_from_data(raw, source=str(path), environ=environ)
+
+
+def catalog_from_data(
+    raw: Any, *, source: str, environ: Mapping[str, str] | None = None
+) -> LoadedCatalog:
+    """Validate catalog data already parsed from a file or built in code."""
+    environ = os.environ if environ is None else environ
+    try:
+        catalog = ServiceCatalog.model_validate(_expand_services(raw, source, environ))
+    except ValidationError as error:
+        details = "\n  ".join(describe_validation_error(error))
+        raise CatalogLoadError(f"{source} is not a valid service catalog:\n  {details}") from None
+    adapters = {
+        name: import_service(definition.adapter, where=f"{source}, service '{name}'")
+        for name, definition in catalog.services.items()
+        if isinstance(definition, PythonService)
+    }
+    return LoadedCatalog(catalog=catalog, python_adapters=adapters, source=source)
+
+
+_EXPANDED_KEYS = ("base_url", "command_topic")
+
+
+def _expand_services(raw: Any, source: str, environ: Mapping[str, str]) -> Any:
+    """Expand environment references in the fields that may hold them."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("services"), dict):
+        return raw
+    services: dict[str, Any] = {}
+    for name, definition in raw["services"].items():
+        if isinstance(definition, dict):
+            where = f"{source}, service '{name}'"
+            definition = dict(definition)  # noqa: PLW2901 (a copy, expanded below)
+            for key in _EXPANDED_KEYS:
+                if isinstance(definition.get(key), str):
+                    definition[key] = expand_environment(
+                        definition[key], where=where, environ=environ
+                    )
+            if isinstance(definition.get("headers"), dict):
+                definition["headers"] = {
+                    header: expand_environment(value, where=where, environ=environ)
+                    if isinstance(value, str)
+                    else value
+                    for header, value in definition["headers"].items()
+                }
+        services[name] = definition
+    return {**raw, "services": services}
+
+
+def import_service(reference: str, *, where: str) -> Service:
+    """Import an SDK :class:`~handlers.sdk.Service` given as ``module:attribute``."""
+    from handlers.sdk import Service
+
+    module_name, _, attribute = reference.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise CatalogLoadError(f"{where}: cannot import {module_name!r} ({error}).") from None
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise CatalogLoadError(f"{where}: {module_name!r} has no attribute {attribute!r}.")
+    if not isinstance(target, Service):
+        raise CatalogLoadError(
+            f"{where}: {reference!r} is a {type(target).__name__}, not a handlers.Service; "
+            "point it at the Service object your adapter functions are registered on."
+        )
+    return target

@@ -1,0 +1,138 @@
+"""Publish request events and wait for their result events.
+
+::
+
+    async with OrchestratorClient(settings) as client:
+        result = await client.run("order-details", {"order_id": "o-1"}, timeout_s=30)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from contracts import cloudevents
+from contracts.base import SCHEMA_VERSION
+from orchestrator.settings import CoordinatorSettings
+
+
+class ResultTimeoutError(TimeoutError):
+    """No result event arrived for a request within the time given."""
+
+    code = "client.result_timeout"
+
+
+class OrchestratorClient:
+    """Sends requests to the request topic and reads results from the result topic.
+
+    Results are read from every partition of the result topic, from its end at
+    :meth:`start` on, so results of requests sent after start are never missed.
+    """
+
+    def __init__(
+        self, settings: CoordinatorSettings, *, source: str = "urn:orchestrator:client"
+    ) -> None:
+        self.settings = settings
+        self._source = source
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
+        )
+        self._results: dict[str, dict[str, Any]] = {}
+        self.duplicates: list[dict[str, Any]] = []
+        """Result events seen more than once for the same request id."""
+
+    async def __aenter__(self) -> OrchestratorClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect, and position the result reader at the end of the result topic."""
+        await self._producer.start()
+        await self._consumer.start()
+        topic = self.settings.result_topic
+        partitions = None
+        for _ in range(50):
+            partitions = self._consumer.partitions_for_topic(topic)
+            if partitions:
+                break
+            await self._consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        if not partitions:
+            raise RuntimeError(
+                f"The result topic {topic!r} does not exist: is the coordinator running?"
+            )
+        assigned = [TopicPartition(topic, number) for number in sorted(partitions)]
+        self._consumer.assign(assigned)
+        await self._consumer.seek_to_end(*assigned)
+        for partition in assigned:
+            await self._consumer.position(partition)
+
+    async def stop(self) -> None:
+        """Close connections."""
+        await self._consumer.stop()
+        await self._producer.stop()
+
+    async def send(self, flow: str, input: dict[str, Any], *, request_id: str | None = None) -> str:
+        """Publish one request event; returns its request id."""
+        request_id = request_id or str(uuid.uuid4())
+        payload = {
+            "schema_version": SCHEMA_VERSION,
+            "request_id": request_id,
+            "flow": flow,
+            "input": input,
+        }
+        headers = cloudevents.build_headers(
+            event_id=request_id,
+            event_type=cloudevents.TYPE_REQUEST,
+            source=self._source,
+            time_ms=time.time_ns() // 1_000_000,
+        )
+        await self._producer.send_and_wait(
+            self.settings.request_topic,
+            value=orjson.dumps(payload),
+            key=request_id.encode(),
+            headers=headers,
+        )
+        return request_id
+
+    async def wait_for(self, request_id: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Return the result event of ``request_id``, reading results as they come."""
+        deadline = time.monotonic() + timeout_s
+        while request_id not in self._results:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ResultTimeoutError(
+                    f"No result for request {request_id} within {timeout_s:g} s."
+                )
+            batch = await self._consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
+            for records in batch.values():
+                for record in records:
+                    result = orjson.loads(record.value)
+                    if result["request_id"] in self._results:
+                        self.duplicates.append(result)
+                    else:
+                        self._results[result["request_id"]] = result
+        return self._results[request_id]
+
+    async def run(
+        self,
+        flow: str,
+        input: dict[str, Any],
+        *,
+        request_id: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> dict[str, Any]:
+        """Send a request and wait for its result."""
+        request_id = await self.send(flow, input, request_id=request_id)
+        return await self.wait_for(request_id, timeout_s=timeout_s)

@@ -1,0 +1,110 @@
+"""The broker's OS process: spawn it detached, record its pid, find and end it.
+
+A process is only ever ended by the pid this package recorded, and only after
+``/proc/<pid>/cmdline`` shows it is the ``kafka.Kafka`` of this very runtime
+folder, so a reused pid or another broker is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+MAIN_CLASS = "kafka.Kafka"
+_POLL_S = 0.1
+_KILL_WAIT_S = 10.0
+
+
+def spawn_detached(argv: list[str], *, log: Path) -> int:
+    """Start ``argv`` in a new session with stdout and stderr going to ``log``.
+
+    ``posix_spawn`` is used instead of ``subprocess.Popen`` because the broker
+    outlives the handle on purpose: a dropped ``Popen`` of a running child warns
+    (``ResourceWarning``), which a test run treating warnings as errors rejects.
+
+    Args:
+        argv: Program (absolute path) and arguments.
+        log: File receiving the process's output; truncated first.
+
+    Returns:
+        The new process's pid.
+    """
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        return os.posix_spawn(
+            argv[0],
+            argv,
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out, 1),
+                (os.POSIX_SPAWN_DUP2, out, 2),
+            ],
+            # A new session keeps Ctrl-C in the starting terminal away from the broker.
+            setsid=True,
+        )
+    finally:
+        os.close(out)
+
+
+def read_pid(pid_file: Path) -> int | None:
+    """Return the pid recorded in ``pid_file``, or None if absent or garbled."""
+    try:
+        return int(pid_file.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def write_pid(pid_file: Path, pid: int) -> None:
+    """Record ``pid`` in ``pid_file``."""
+    pid_file.write_text(f"{pid}\n", encoding="utf-8")
+
+
+def is_broker(pid: int, properties_file: Path) -> bool:
+    """Tell whether ``pid`` is a live ``kafka.Kafka`` run with ``properties_file``.
+
+    Args:
+        pid: Process id to inspect.
+        properties_file: The ``server.properties`` the broker must have been given.
+
+    Returns:
+        True if the process exists, is not a zombie, and its command line matches.
+    """
+    _reap(pid)
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    # A zombie has an empty command line, so it never matches.
+    return MAIN_CLASS.encode() in args and os.fsencode(properties_file) in args
+
+
+def terminate(pid: int, *, properties_file: Path, timeout: float) -> bool:
+    """Send SIGTERM, wait up to ``timeout`` seconds, then SIGKILL.
+
+    Args:
+        pid: Broker pid (checked with :func:`is_broker` before every signal).
+        properties_file: The broker's ``server.properties``.
+        timeout: Seconds allowed for a clean shutdown.
+
+    Returns:
+        True if the process is gone, False if it survived SIGKILL.
+    """
+    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, _KILL_WAIT_S)):
+        if not is_broker(pid, properties_file):
+            return True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and is_broker(pid, properties_file):
+            time.sleep(_POLL_S)
+    return not is_broker(pid, properties_file)
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit status if it is our exited child, so no zombie stays."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)

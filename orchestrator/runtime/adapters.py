@@ -1,0 +1,63 @@
+"""Route each service of the catalog to how it is called.
+
+In-process adapters (HTTP, SDK services loaded in-process) answer without a
+Kafka hop; Kafka services get a step command on their command topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from contracts.catalog import HttpService, KafkaService, command_topic_of
+from handlers.http import HttpAdapter
+from handlers.outcome import CallOutcome
+from handlers.sdk import Service
+from orchestrator.catalog import LoadedCatalog
+
+
+class InProcessAdapter(Protocol):
+    """An adapter the coordinator awaits directly."""
+
+    async def call(
+        self, operation: str, payload: Any, *, idempotency_key: str, timeout_s: float
+    ) -> CallOutcome:
+        """Perform one call; must not raise."""
+        ...
+
+
+class SdkServiceAdapter:
+    """Runs an SDK :class:`~handlers.sdk.Service` in the coordinator's process."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    async def call(
+        self, operation: str, payload: Any, *, idempotency_key: str, timeout_s: float
+    ) -> CallOutcome:
+        """Invoke the operation; the coordinator's deadline bounds its duration."""
+        return await self._service.invoke(operation, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRoute:
+    """A remote adapter reached through its command topic."""
+
+    command_topic: str
+
+
+def build_routes(
+    catalog: LoadedCatalog, *, http_client: httpx.AsyncClient
+) -> dict[str, InProcessAdapter | KafkaRoute]:
+    """One route per service of the catalog."""
+    routes: dict[str, InProcessAdapter | KafkaRoute] = {}
+    for name, definition in catalog.catalog.services.items():
+        if isinstance(definition, HttpService):
+            routes[name] = HttpAdapter(name, definition, client=http_client)
+        elif isinstance(definition, KafkaService):
+            routes[name] = KafkaRoute(command_topic_of(name, definition))
+        else:
+            routes[name] = SdkServiceAdapter(catalog.python_adapters[name])
+    return routes

@@ -1,0 +1,106 @@
+"""Admit a request record, or reject it with a stable code (pure, no I/O).
+
+======================  ==================================================
+code                    meaning
+======================  ==================================================
+request.missing_headers a required CloudEvents header is absent
+request.wrong_type      ``ce_type`` is not ``orchestrator.request.v1``
+request.undecodable     the payload is not a JSON object
+request.invalid         the payload is not a valid request event
+flow.unknown            no flow of that name is loaded
+input.invalid           the input fails the flow's input schema
+======================  ==================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from contracts import cloudevents
+from contracts.events import RequestEvent
+from orchestrator.flow import CompiledFlow
+from orchestrator.flow_files import FlowRegistry
+from orchestrator.validation_messages import describe_validation_error
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedRequest:
+    """A request that can start a saga."""
+
+    request_id: str
+    flow: CompiledFlow
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRequest:
+    """A request that cannot run. ``request_id`` is None when it could not be found."""
+
+    request_id: str | None
+    flow: str | None
+    code: str
+    message: str
+
+
+def admit(
+    *, value: bytes | None, key: bytes | None, headers: dict[str, str], registry: FlowRegistry
+) -> AdmittedRequest | RejectedRequest:
+    """Decide whether a request record can run."""
+    payload: Any = None
+    try:
+        payload = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        payload = None
+    request_id = _find_request_id(payload, key, headers)
+    flow_name = payload.get("flow") if isinstance(payload, dict) else None
+    flow_name = flow_name if isinstance(flow_name, str) else None
+
+    def reject(code: str, message: str) -> RejectedRequest:
+        return RejectedRequest(request_id=request_id, flow=flow_name, code=code, message=message)
+
+    missing = cloudevents.missing_headers(headers)
+    if missing:
+        return reject(
+            "request.missing_headers",
+            f"the record lacks the CloudEvents header(s) {', '.join(missing)}",
+        )
+    if headers[cloudevents.TYPE] != cloudevents.TYPE_REQUEST:
+        return reject(
+            "request.wrong_type",
+            f"ce_type is {headers[cloudevents.TYPE]!r}, expected {cloudevents.TYPE_REQUEST!r}",
+        )
+    if not isinstance(payload, dict):
+        return reject("request.undecodable", "the payload is not a JSON object")
+    try:
+        request = RequestEvent.model_validate(payload)
+    except ValidationError as error:
+        return reject("request.invalid", "; ".join(describe_validation_error(error)))
+    flow = registry.get(request.flow)
+    if flow is None:
+        known = ", ".join(sorted(registry.flows)) or "none"
+        return reject("flow.unknown", f"no flow named {request.flow!r} (loaded flows: {known})")
+    problems = sorted(flow.input_validator.iter_errors(request.input), key=lambda e: list(e.path))
+    if problems:
+        first = problems[0]
+        where = "/".join(str(part) for part in first.absolute_path) or "input"
+        return reject("input.invalid", f"{where}: {first.message}")
+    return AdmittedRequest(request_id=request.request_id, flow=flow, input=request.input)
+
+
+def _find_request_id(payload: Any, key: bytes | None, headers: dict[str, str]) -> str | None:
+    if (
+        isinstance(payload, dict)
+        and isinstance(payload.get("request_id"), str)
+        and payload["request_id"]
+    ):
+        return str(payload["request_id"])
+    if key:
+        try:
+            return key.decode()
+        except UnicodeDecodeError:
+            pass
+    return headers.get(cloudevents.ID) or None

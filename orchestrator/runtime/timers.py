@@ -1,0 +1,50 @@
+"""One heap of deadlines for every call in flight (no task or sleep per saga)."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+
+@dataclass(order=True, slots=True)
+class Deadline:
+    """A call's deadline; ordered by time, then by arrival."""
+
+    at_ms: int
+    sequence: int
+    request_id: str = field(compare=False)
+    call: str = field(compare=False)
+    attempt: int = field(compare=False)
+
+
+class DeadlineHeap:
+    """Deadlines ordered by time.
+
+    Entries are never removed early: a deadline that fires after its call was
+    answered is ignored by the saga core, which is cheaper than cancelling.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[Deadline] = []
+        self._sequence = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, *, at_ms: int, request_id: str, call: str, attempt: int) -> bool:
+        """Add a deadline; returns True if it is now the earliest one."""
+        self._sequence += 1
+        entry = Deadline(at_ms, self._sequence, request_id, call, attempt)
+        heapq.heappush(self._heap, entry)
+        return self._heap[0] is entry
+
+    def next_at_ms(self) -> int | None:
+        """When the earliest deadline falls, or None if there is none."""
+        return self._heap[0].at_ms if self._heap else None
+
+    def pop_due(self, now_ms: int) -> list[Deadline]:
+        """Remove and return every deadline at or before ``now_ms``."""
+        due = []
+        while self._heap and self._heap[0].at_ms <= now_ms:
+            due.append(heapq.heappop(self._heap))
+        return due
