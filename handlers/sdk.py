@@ -109,6 +109,13 @@ class Service:
         self.command_topic = command_topic or f"{name}.commands"
         self._operations: dict[str, Operation] = {}
 
+    @classmethod
+    def with_command_topic(cls, service: Service, command_topic: str) -> Service:
+        """A copy of ``service`` (same operations) listening on another command topic."""
+        copy = cls(service.name, command_topic=command_topic)
+        copy._operations = dict(service._operations)
+        return copy
+
     @property
     def operations(self) -> dict[str, Operation]:
         """The registered operations by name."""

@@ -87,6 +87,32 @@ def rotate_server_log(settings: BrokerSettings) -> None:
         settings.server_log.replace(settings.server_log.with_name("server.log.1"))
 
 
+def broker_command(settings: BrokerSettings, *, java: str, libs: Path) -> list[str]:
+    """Return the command line that runs the broker in the foreground.
+
+    Args:
+        settings: Settings with concrete ports and absolute paths.
+        java: Path of the ``java`` executable.
+        libs: Folder of the broker's jars.
+
+    Returns:
+        Program and arguments; ``procs.is_broker`` recognises the process by
+        the ``kafka.Kafka`` main class and the ``server.properties`` path.
+    """
+    return [
+        java,
+        f"-Xms{settings.heap_min}",
+        f"-Xmx{settings.heap_max}",
+        # A JVM crash report goes next to the other logs, not into the caller's folder.
+        f"-XX:ErrorFile={settings.broker_dir}/hs_err_pid%p.log",
+        f"-Dlog4j2.configurationFile={settings.log4j_file}",
+        "-cp",
+        f"{libs}/*",
+        "kafka.Kafka",
+        str(settings.properties_file),
+    ]
+
+
 def recorded_ports(settings: BrokerSettings) -> tuple[int, int] | None:
     """Return the (client, controller) ports of the last written ``server.properties``."""
     try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import socket
 
-from .config import HOST
+from orchestrator.errors import BrokerStartError
+
+from .config import HOST, PORT_ENV
 
 
 def pick_free_ports(count: int) -> list[int]:
@@ -48,3 +50,21 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
         return False
+
+
+def require_free_ports(*ports: int) -> None:
+    """Fail clearly if another program already listens on one of ``ports``.
+
+    Args:
+        *ports: Ports the broker is about to listen on.
+
+    Raises:
+        BrokerStartError: Naming the first taken port and how to get around it.
+    """
+    for port in ports:
+        if port_in_use(port):
+            raise BrokerStartError(
+                f"Port {port} on {HOST} is already in use by another program: stop it, "
+                f"set {PORT_ENV} to a free port, or, if it is a Kafka broker you want to "
+                f"use, set KAFKA_BOOTSTRAP_SERVERS={HOST}:{port}."
+            )

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from orchestrator.errors import BrokerStartError
 
-from .config import PORT_ENV, BrokerSettings
+from .config import BrokerSettings
 from .fetch import ensure_kafka_jars
-from .layout import format_storage_if_needed, recorded_ports, rotate_server_log, write_configs
+from .layout import (
+    broker_command,
+    format_storage_if_needed,
+    recorded_ports,
+    rotate_server_log,
+    write_configs,
+)
 from .locking import file_lock
 from .models import BrokerInfo, BrokerStatus
-from .ports import pick_free_ports, port_in_use
+from .ports import pick_free_ports, require_free_ports
 from .procs import is_broker, read_pid, spawn_detached, terminate, write_pid
 from .progress import Progress, tail, to_stderr
 from .readiness import answers, wait_until_ready
@@ -51,26 +57,24 @@ def start(settings: BrokerSettings | None = None, *, progress: Progress = to_std
         # A port=0 request gets fresh ports: the previously recorded ones may be taken now.
         if not settings.has_concrete_ports:
             settings = settings.with_ports(*pick_free_ports(2))
-        _require_free_ports(settings)
+        require_free_ports(settings.port, settings.resolved_controller_port)
         libs = ensure_kafka_jars(settings, progress=progress)
         write_configs(settings)
         format_storage_if_needed(settings, java=java, libs=libs, progress=progress)
-        argv = [
-            java,
-            f"-Xms{settings.heap_min}",
-            f"-Xmx{settings.heap_max}",
-            f"-XX:ErrorFile={settings.broker_dir}/hs_err_pid%p.log",
-            f"-Dlog4j2.configurationFile={settings.log4j_file}",
-            "-cp",
-            f"{libs}/*",
-            "kafka.Kafka",
-            str(settings.properties_file),
-        ]
         rotate_server_log(settings)
         progress(f"Starting Kafka broker on {settings.bootstrap}…")
-        pid = spawn_detached(argv, log=settings.stdout_log)
+        pid = spawn_detached(
+            broker_command(settings, java=java, libs=libs), log=settings.stdout_log
+        )
         write_pid(settings.pid_file, pid)
-        return _await_ready(settings, pid, progress)
+        try:
+            return _await_ready(settings, pid, progress)
+        except KeyboardInterrupt:
+            # An aborted `broker up` must not leave a half-started broker behind.
+            progress(f"Interrupted: stopping the starting Kafka broker (pid {pid})…")
+            terminate(pid, properties_file=settings.properties_file, timeout=settings.stop_timeout)
+            settings.pid_file.unlink(missing_ok=True)
+            raise
 
 
 def stop(settings: BrokerSettings | None = None, *, progress: Progress = to_stderr) -> bool:
@@ -149,16 +153,6 @@ def _with_recorded_ports(settings: BrokerSettings) -> BrokerSettings:
 
 def _where(settings: BrokerSettings) -> str:
     return f"on port {settings.port}" if settings.port else f"in {settings.broker_dir}"
-
-
-def _require_free_ports(settings: BrokerSettings) -> None:
-    for port in (settings.port, settings.resolved_controller_port):
-        if port_in_use(port):
-            raise BrokerStartError(
-                f"Port {port} on 127.0.0.1 is already in use by another program: stop it, "
-                f"set {PORT_ENV} to a free port, or, if it is a Kafka broker you want to "
-                f"use, set KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}."
-            )
 
 
 def _info(settings: BrokerSettings, pid: int, *, started: bool) -> BrokerInfo:

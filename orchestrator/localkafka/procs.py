@@ -16,6 +16,7 @@ from pathlib import Path
 MAIN_CLASS = "kafka.Kafka"
 _POLL_S = 0.1
 _KILL_WAIT_S = 10.0
+_EXITING_WAIT_S = 5.0
 
 
 def spawn_detached(argv: list[str], *, log: Path) -> int:
@@ -95,13 +96,40 @@ def terminate(pid: int, *, properties_file: Path, timeout: float) -> bool:
     """
     for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, _KILL_WAIT_S)):
         if not is_broker(pid, properties_file):
+            # Either it is already exiting (the command line goes first) or the
+            # pid is no broker of ours: allow a short wait, never a signal.
+            _wait_gone(pid, _EXITING_WAIT_S)
             return True
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and is_broker(pid, properties_file):
-            time.sleep(_POLL_S)
-    return not is_broker(pid, properties_file)
+        if _wait_gone(pid, wait_s):
+            return True
+    return False
+
+
+def _wait_gone(pid: int, wait_s: float) -> bool:
+    """Wait up to ``wait_s`` seconds for ``pid`` to vanish; tell whether it did.
+
+    This waits for the process itself, not its command line: an exiting
+    process loses its command line before it is gone and its ports are freed.
+    """
+    deadline = time.monotonic() + wait_s
+    while _exists(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
+    return True
+
+
+def _exists(pid: int) -> bool:
+    """Tell whether ``pid`` exists and is not a zombie (reaping it if it is ours)."""
+    _reap(pid)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    # The state letter follows the parenthesised command name, which may hold spaces.
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _reap(pid: int) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, TypeVar
 
 from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]
     AIOKafkaAdminClient,
@@ -22,6 +22,29 @@ _PROBE_TIMEOUT_S = 5.0
 Readiness = Literal["ready", "exited", "timeout"]
 
 
+def wait_until_ready(port: int, *, timeout: float, alive: Callable[[], bool]) -> Readiness:
+    """Probe the broker until it answers, its process exits, or time runs out.
+
+    Args:
+        port: The broker's client port.
+        timeout: Seconds to keep trying.
+        alive: Tells whether the broker process still runs.
+
+    Returns:
+        ``"ready"``, ``"exited"`` or ``"timeout"``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive():
+            return "exited"
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "timeout"
+        if answers(port, timeout=min(_PROBE_TIMEOUT_S, left)):
+            return "ready"
+        time.sleep(_RETRY_S)
+
+
 def answers(port: int, *, timeout: float = _PROBE_TIMEOUT_S) -> bool:
     """Tell whether a Kafka broker on ``127.0.0.1:port`` answers a metadata request.
 
@@ -35,33 +58,6 @@ def answers(port: int, *, timeout: float = _PROBE_TIMEOUT_S) -> bool:
         True if an admin client connected and listed the topics.
     """
     return _in_fresh_loop(lambda: _answers(port, timeout))
-
-
-def wait_until_ready(port: int, *, timeout: float, alive: Callable[[], bool]) -> Readiness:
-    """Probe the broker until it answers, its process exits, or time runs out.
-
-    Args:
-        port: The broker's client port.
-        timeout: Seconds to keep trying.
-        alive: Tells whether the broker process still runs.
-
-    Returns:
-        ``"ready"``, ``"exited"`` or ``"timeout"``.
-    """
-    deadline = time.monotonic() + timeout
-    return _in_fresh_loop(lambda: _wait(port, deadline=deadline, alive=alive))
-
-
-async def _wait(port: int, *, deadline: float, alive: Callable[[], bool]) -> Readiness:
-    while True:
-        if not alive():
-            return "exited"
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return "timeout"
-        if await _answers(port, min(_PROBE_TIMEOUT_S, left)):
-            return "ready"
-        await asyncio.sleep(_RETRY_S)
 
 
 async def _answers(port: int, within_s: float) -> bool:
@@ -90,15 +86,25 @@ async def _answers(port: int, within_s: float) -> bool:
     return True
 
 
-def _in_fresh_loop(make: Callable[[], Awaitable[_T]]) -> _T:
+def _in_fresh_loop(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     """Run a coroutine to completion on a new event loop in a worker thread.
 
-    A worker thread keeps this usable from code already inside an event loop
-    (where ``asyncio.run`` refuses to nest), such as an async test fixture.
+    The thread keeps this usable from code already inside an event loop (where
+    ``asyncio.run`` refuses to nest), such as an async test fixture. It is a
+    daemon so that Ctrl-C in the caller is not held up by a probe in flight.
     """
+    results: list[_T] = []
+    errors: list[BaseException] = []
 
-    async def run() -> _T:
-        return await make()
+    def run() -> None:
+        try:
+            results.append(asyncio.run(make()))
+        except BaseException as exc:
+            errors.append(exc)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(run())).result()
+    worker = threading.Thread(target=run, name="kafka-readiness-probe", daemon=True)
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+    return results[0]

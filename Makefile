@@ -1,0 +1,43 @@
+# One task runner: the README and CI call these targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo check lint typecheck test schemas bench clean
+
+# The virtualenv is rebuilt whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@echo "Creating the virtualenv in $(VENV) and installing the project (first run only)..."
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## demo: run the order-details demo (starts and stops its own Kafka broker)
+demo: $(STAMP)
+	$(BIN)/orchestrator demo
+
+## check: lint, types and the whole test suite (the tests start one Kafka broker)
+check: lint typecheck test
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+## schemas: re-export contracts/schemas/*.json after changing a contract
+schemas: $(STAMP)
+	$(BIN)/python -m contracts.export
+
+## bench: run the benchmark harness (starts its own broker)
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

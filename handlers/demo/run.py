@@ -1,0 +1,155 @@
+"""The order-details demo, end to end on a real Apache Kafka broker.
+
+Starts (or reuses) a broker, the four HTTP services, the Kafka-native inventory
+adapter as its own process, and the coordinator; sends a few requests; prints
+each composed result; and stops everything it started, each by its own pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from handlers.demo.services import DemoHttpServices
+from orchestrator.client import OrchestratorClient
+from orchestrator.flow_files import load_flows
+from orchestrator.localkafka import BrokerSettings, bootstrap_from_env, running_broker
+from orchestrator.runtime.coordinator import SagaCoordinator
+from orchestrator.settings import CoordinatorSettings
+
+FLOWS = Path(__file__).parent / "flows"
+
+REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
+    (
+        "An order whose products are all known (the grinder is out of stock)",
+        "order-details",
+        {"order_id": "o-1"},
+    ),
+    ("An order naming a product that does not exist", "order-details", {"order_id": "o-2"}),
+    ("An order that does not exist", "order-details", {"order_id": "o-404"}),
+    ("Input that fails the flow's input schema", "order-details", {"order": "o-1"}),
+    ("A flow nobody declared", "order-history", {"user_id": "u-1"}),
+]
+
+
+def say(line: str = "") -> None:
+    """Print a line of the demo's narration."""
+    print(line, flush=True)
+
+
+def run_demo() -> int:
+    """Run the whole demo; returns the process exit code."""
+    external = bootstrap_from_env()
+    if external:
+        say(f"Using the Kafka broker at {external} (KAFKA_BOOTSTRAP_SERVERS).")
+        return asyncio.run(_demo(external))
+    with running_broker(BrokerSettings()) as broker:
+        return asyncio.run(_demo(broker.bootstrap))
+
+
+async def _demo(bootstrap: str) -> int:
+    prefix = f"demo.{uuid.uuid4().hex[:8]}"
+    settings = CoordinatorSettings.from_env(bootstrap_servers=bootstrap, partitions=3).with_topics(
+        prefix
+    )
+    command_topic = f"{prefix}.inventory.commands"
+    with DemoHttpServices() as services:
+        os.environ.update(services.env)
+        os.environ["DEMO_INVENTORY_TOPIC"] = command_topic
+        for name, server in services.servers.items():
+            say(f"Started the {name} service at {server.url}.")
+        registry = load_flows(FLOWS)
+        async with SagaCoordinator(registry=registry, settings=settings) as coordinator:
+            say(
+                f"Started the saga coordinator on {settings.request_topic} "
+                f"(flows: {', '.join(registry.flows)})."
+            )
+            with _inventory_worker(bootstrap, command_topic, settings.dead_letter_topic):
+                await asyncio.wait_for(coordinator.assigned.wait(), timeout=60)
+                async with OrchestratorClient(settings) as client:
+                    failures = 0
+                    for title, flow, flow_input in REQUESTS:
+                        say()
+                        say(f"== {title}: {flow} {flow_input}")
+                        started = time.monotonic()
+                        result = await client.run(flow, flow_input, timeout_s=60)
+                        elapsed_ms = (time.monotonic() - started) * 1000
+                        _print_result(result, elapsed_ms)
+                        failures += result["status"] != "completed"
+                    say()
+                    say(
+                        f"Sent {len(REQUESTS)} requests, got {len(REQUESTS)} results "
+                        f"({failures} failed, as expected)."
+                    )
+    say("Stopped the coordinator, the inventory adapter and the HTTP services.")
+    return 0
+
+
+@contextlib.contextmanager
+def _inventory_worker(bootstrap: str, command_topic: str, dead_letter_topic: str) -> Iterator[None]:
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "adapter",
+        "handlers.demo.inventory:inventory",
+        "--command-topic",
+        command_topic,
+        "--dead-letter-topic",
+        dead_letter_topic,
+    ]
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    say(f"Started the inventory adapter (Kafka-native, pid {process.pid}) on {command_topic}.")
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.returncode not in (0, -signal.SIGTERM) and process.stderr is not None:
+            say(
+                f"The inventory adapter exited with {process.returncode}: "
+                f"{process.stderr.read().decode()[-2000:]}"
+            )
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def _print_result(result: dict[str, Any], elapsed_ms: float) -> None:
+    say(f"   status: {result['status']} (round trip {elapsed_ms:.0f} ms)")
+    data = result.get("data")
+    if data:
+        customer = data["customer"]
+        store = data["store"]
+        say(
+            f"   order {data['order_id']} for {customer['name']} <{customer['email']}> "
+            f"at {store['name']}, {store['city']}"
+        )
+        for line in data["lines"]:
+            say(
+                f"     {line['qty']} x {line['name']:<20} "
+                f"@ {line['unit_price']:>7.2f} = {line['line_total']:>8.2f}"
+            )
+        say(f"   total (in-stock lines): {data['total']:.2f}")
+    if result["steps"]:
+        steps = ", ".join(
+            f"{s['step']} {s['status']} ({s['calls']} call{'s' if s['calls'] != 1 else ''})"
+            for s in result["steps"]
+        )
+        say(f"   steps: {steps}")
+    for error in result["errors"]:
+        where = f" [{error['call'] or error['step']}]" if error.get("step") else ""
+        say(f"   error {error['code']}{where}: {error['message']}")

@@ -1,0 +1,236 @@
+"""The ``orchestrator`` command line.
+
+Errors a user can fix (a bad flow, a missing tool, an unreachable broker) are
+printed as one sentence on stderr with a non-zero exit, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
+from aiokafka.errors import KafkaConnectionError
+
+from orchestrator.errors import OrchestratorError, SetupError
+from orchestrator.settings import CoordinatorSettings
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_FAILED_RESULT = 3
+EXIT_TIMEOUT = 4
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``orchestrator`` command."""
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, arguments.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    command: Callable[[argparse.Namespace], int] = arguments.command
+    try:
+        return command(arguments)
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+    except OrchestratorError as error:
+        print(f"error: {error}", file=sys.stderr)
+    except KafkaConnectionError as error:
+        print(
+            f"error: cannot reach Kafka ({error}). Start one with `orchestrator broker up`, "
+            "or point KAFKA_BOOTSTRAP_SERVERS at yours.",
+            file=sys.stderr,
+        )
+    return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator", description="Event-driven API orchestration over Apache Kafka."
+    )
+    parser.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the saga coordinator over a flows folder")
+    run.add_argument("flows", type=Path, help="folder with services.yaml and flow files")
+    run.set_defaults(command=_run)
+
+    send = commands.add_parser("send", help="publish a request event")
+    send.add_argument("flow", help="flow name")
+    send.add_argument("input", help='the flow input as a JSON object, e.g. \'{"order_id": "o-1"}\'')
+    send.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    send.add_argument("--request-id", help="request id (default: a new UUID)")
+    send.set_defaults(command=_send)
+
+    check = commands.add_parser("check", help="check flow files without running them")
+    check.add_argument("path", type=Path, help="a flows folder or one flow file")
+    check.add_argument(
+        "--services", type=Path, help="service catalog (default: services.yaml beside)"
+    )
+    check.set_defaults(command=_check)
+
+    broker = commands.add_parser("broker", help="run a local Apache Kafka broker (no Docker)")
+    broker.add_argument("action", choices=["up", "down", "status"])
+    broker.add_argument("--port", type=int, help="client port (default $ORCH_BROKER_PORT or 9092)")
+    broker.set_defaults(command=_broker)
+
+    adapter = commands.add_parser("adapter", help="serve an SDK adapter over Kafka")
+    adapter.add_argument("service", help="the Service object, as module:attribute")
+    adapter.add_argument("--command-topic", help="override the service's command topic")
+    adapter.add_argument("--group-id", help="consumer group (default adapter.<service>)")
+    adapter.add_argument("--dead-letter-topic", default="orchestrator.dlq")
+    adapter.set_defaults(command=_adapter)
+
+    demo = commands.add_parser("demo", help="run the order-details demo end to end")
+    demo.set_defaults(command=_demo)
+    return parser
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    from orchestrator.flow_files import load_flows
+    from orchestrator.runtime.coordinator import SagaCoordinator
+
+    registry = load_flows(arguments.flows)
+    settings = CoordinatorSettings.from_env()
+
+    async def serve() -> None:
+        stop = _stop_on_signals()
+        async with SagaCoordinator(registry=registry, settings=settings):
+            print(
+                f"Coordinator running: {len(registry.flows)} flow(s) "
+                f"({', '.join(sorted(registry.flows))}), requests on {settings.request_topic}, "
+                f"results on {settings.result_topic}, Kafka at {settings.bootstrap_servers}. "
+                "Ctrl-C stops it.",
+                flush=True,
+            )
+            await stop.wait()
+        print("Coordinator stopped.")
+
+    asyncio.run(serve())
+    return EXIT_OK
+
+
+def _send(arguments: argparse.Namespace) -> int:
+    from orchestrator.client import OrchestratorClient, ResultTimeoutError
+
+    try:
+        flow_input = orjson.loads(arguments.input)
+    except orjson.JSONDecodeError as error:
+        raise SetupError(
+            f'The input is not valid JSON ({error}); quote it, e.g. \'{{"order_id": "o-1"}}\'.'
+        ) from None
+    if not isinstance(flow_input, dict):
+        raise SetupError('The input must be a JSON object, e.g. \'{"order_id": "o-1"}\'.')
+    settings = CoordinatorSettings.from_env()
+
+    async def send() -> int:
+        async with OrchestratorClient(settings) as client:
+            request_id = await client.send(
+                arguments.flow, flow_input, request_id=arguments.request_id
+            )
+            if not arguments.wait:
+                print(request_id)
+                return EXIT_OK
+            try:
+                result = await client.wait_for(request_id, timeout_s=arguments.timeout)
+            except ResultTimeoutError as error:
+                print(f"error: {error} Is the coordinator running?", file=sys.stderr)
+                return EXIT_TIMEOUT
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return EXIT_OK if result["status"] == "completed" else EXIT_FAILED_RESULT
+
+    return asyncio.run(send())
+
+
+def _check(arguments: argparse.Namespace) -> int:
+    from orchestrator.flow_files import load_flows
+
+    registry = load_flows(arguments.path, catalog_path=arguments.services)
+    for flow in registry.flows.values():
+        print(f"ok: flow '{flow.name}' ({len(flow.steps)} steps) in {flow.source}")
+    return EXIT_OK
+
+
+def _broker(arguments: argparse.Namespace) -> int:
+    from orchestrator import localkafka
+
+    settings = localkafka.BrokerSettings()
+    if arguments.port is not None:
+        settings = localkafka.BrokerSettings(port=arguments.port)
+    if arguments.action == "up":
+        info = localkafka.start(settings)
+        print(f"export KAFKA_BOOTSTRAP_SERVERS={info.bootstrap}")
+    elif arguments.action == "down":
+        localkafka.stop(settings)
+    else:
+        state = localkafka.status(settings)
+        if state.running:
+            print(
+                f"Kafka broker running on {state.bootstrap} (pid {state.pid}); "
+                f"log: {state.log_path}"
+            )
+        else:
+            print(f"No Kafka broker is running on {state.bootstrap}.")
+            return EXIT_ERROR
+    return EXIT_OK
+
+
+def _adapter(arguments: argparse.Namespace) -> int:
+    from handlers.sdk import Service
+    from handlers.worker import build_worker
+    from orchestrator.catalog import import_service
+
+    service = import_service(arguments.service, where=f"adapter {arguments.service}")
+    if arguments.command_topic:
+        service = Service.with_command_topic(service, arguments.command_topic)
+    settings = CoordinatorSettings.from_env()
+    broker, _ = build_worker(
+        service,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=arguments.group_id,
+        dead_letter_topic=arguments.dead_letter_topic,
+    )
+
+    async def serve() -> None:
+        stop = _stop_on_signals()
+        await broker.start()
+        print(
+            f"Adapter '{service.name}' serving {service.command_topic}. Ctrl-C stops it.",
+            flush=True,
+        )
+        try:
+            await stop.wait()
+        finally:
+            await broker.stop()
+
+    asyncio.run(serve())
+    return EXIT_OK
+
+
+def _demo(arguments: argparse.Namespace) -> int:
+    from handlers.demo.run import run_demo
+
+    return run_demo()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+if __name__ == "__main__":
+    sys.exit(main())
