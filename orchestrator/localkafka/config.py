@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from orchestrator.errors import SetupError
+
 #: Pinned so every developer and CI run talks to the same broker behaviour.
 KAFKA_VERSION = "4.3.1"
 SCALA_VERSION = "2.13"
@@ -34,15 +36,14 @@ def default_port() -> int:
     """Return ``$ORCH_BROKER_PORT`` if set, else 9092.
 
     Raises:
-        ValueError: If the variable is not a port number.
+        SetupError: If the variable is not a port number.
     """
-    raw = os.environ.get(PORT_ENV)
-    if raw is None or not raw.strip():
+    raw = os.environ.get(PORT_ENV, "").strip()
+    if not raw:
         return DEFAULT_PORT
-    port = int(raw)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{PORT_ENV}={raw!r} is not a port number (0-65535).")
-    return port
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SetupError(f"{PORT_ENV}={raw!r} is not a port number (0-65535, 0 picks a free one).")
+    return int(raw)
 
 
 @dataclass(frozen=True, slots=True)

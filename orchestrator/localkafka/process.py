@@ -20,7 +20,7 @@ from .layout import (
 from .locking import file_lock
 from .models import BrokerInfo, BrokerStatus
 from .ports import pick_free_ports, require_free_ports
-from .procs import is_broker, read_pid, spawn_detached, terminate, write_pid
+from .procs import is_broker, is_running, read_pid, spawn_detached, terminate, write_pid
 from .progress import Progress, tail, to_stderr
 from .readiness import answers, wait_until_ready
 from .tools import require_java
@@ -179,7 +179,8 @@ def _await_ready(
     settings: BrokerSettings, pid: int, progress: Progress, *, reused: bool = False
 ) -> BrokerInfo:
     def alive() -> bool:
-        return is_broker(pid, settings.properties_file)
+        # The pid is known to be this broker already; only its exit matters here.
+        return is_running(pid)
 
     outcome = wait_until_ready(settings.port, timeout=settings.ready_timeout, alive=alive)
     if outcome == "ready":

@@ -17,6 +17,8 @@ MAIN_CLASS = "kafka.Kafka"
 _POLL_S = 0.1
 _KILL_WAIT_S = 10.0
 _EXITING_WAIT_S = 5.0
+_CMDLINE_TRIES = 10
+_CMDLINE_RETRY_S = 0.05
 
 
 def spawn_detached(argv: list[str], *, log: Path) -> int:
@@ -72,15 +74,45 @@ def is_broker(pid: int, properties_file: Path) -> bool:
         properties_file: The ``server.properties`` the broker must have been given.
 
     Returns:
-        True if the process exists, is not a zombie, and its command line matches.
+        True if the process runs and its command line matches.
+    """
+    for _ in range(_CMDLINE_TRIES):
+        if not is_running(pid):
+            return False
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        # Linux sometimes returns an empty command line for a live process
+        # whose memory map is busy (seen while the JVM boots under load), and
+        # always for an exiting one: look again before concluding anything.
+        if args:
+            parts = args.split(b"\0")
+            return MAIN_CLASS.encode() in parts and os.fsencode(properties_file) in parts
+        time.sleep(_CMDLINE_RETRY_S)
+    return False
+
+
+def is_running(pid: int) -> bool:
+    """Tell whether ``pid`` exists and has not exited (reaping it if it is our child).
+
+    Args:
+        pid: Process id to inspect.
+
+    Returns:
+        False if the process is gone or a zombie.
     """
     _reap(pid)
     try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    # A zombie has an empty command line, so it never matches.
-    return MAIN_CLASS.encode() in args and os.fsencode(properties_file) in args
+    # The state letter follows the parenthesised command name, which may hold spaces.
+    if stat.rpartition(")")[2].split()[0] == "Z":
+        # It may have turned into a zombie after the first reap.
+        _reap(pid)
+        return False
+    return True
 
 
 def terminate(pid: int, *, properties_file: Path, timeout: float) -> bool:
@@ -114,22 +146,11 @@ def _wait_gone(pid: int, wait_s: float) -> bool:
     process loses its command line before it is gone and its ports are freed.
     """
     deadline = time.monotonic() + wait_s
-    while _exists(pid):
+    while is_running(pid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(_POLL_S)
     return True
-
-
-def _exists(pid: int) -> bool:
-    """Tell whether ``pid`` exists and is not a zombie (reaping it if it is ours)."""
-    _reap(pid)
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    # The state letter follows the parenthesised command name, which may hold spaces.
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _reap(pid: int) -> None:

@@ -69,6 +69,8 @@ from orchestrator.settings import CoordinatorSettings
 
 logger = logging.getLogger(__name__)
 
+_ADAPTER_GRACE_MS = 100
+
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
 
@@ -399,7 +401,9 @@ class SagaCoordinator:
             self._spawn(self._call_in_process(route, action))
 
     async def _call_in_process(self, adapter: InProcessAdapter, action: DispatchCall) -> None:
-        timeout_s = max(action.deadline_ms - self._clock(), 1) / 1000
+        # A little past the deadline, so the saga's own timer decides (step.timeout)
+        # and the adapter's timeout is only the backstop that frees the connection.
+        timeout_s = (max(action.deadline_ms - self._clock(), 1) + _ADAPTER_GRACE_MS) / 1000
         outcome = await adapter.call(
             action.operation,
             action.input,

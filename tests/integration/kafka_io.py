@@ -29,6 +29,20 @@ async def publish_raw(
         await producer.stop()
 
 
+async def partitions_of(
+    consumer: AIOKafkaConsumer, topic: str, *, timeout_s: float = 30.0
+) -> list[TopicPartition]:
+    """The partitions of ``topic``, waiting for metadata to show them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        numbers = consumer.partitions_for_topic(topic)
+        if numbers:
+            return [TopicPartition(topic, number) for number in sorted(numbers)]
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"topic {topic} does not exist")
+
+
 async def read_topic(
     bootstrap: str, topic: str, *, expect: int, timeout_s: float = 30.0, settle_s: float = 0.0
 ) -> list[ConsumerRecord[Any, Any]]:
@@ -38,14 +52,7 @@ async def read_topic(
     records: list[ConsumerRecord[Any, Any]] = []
     try:
         deadline = time.monotonic() + timeout_s
-        partitions = None
-        while not partitions and time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.1)
-        assert partitions, f"topic {topic} does not exist"
-        assigned = [TopicPartition(topic, number) for number in partitions]
+        assigned = await partitions_of(consumer, topic)
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         settle_until: float | None = None
@@ -65,12 +72,14 @@ async def read_topic(
 
 async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int | None]:
     """The group's committed offset of each partition of ``topic``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
         return {
-            number: await consumer.committed(TopicPartition(topic, number)) for number in sorted(partitions)
+            partition.partition: await consumer.committed(partition)
+            for partition in await partitions_of(consumer, topic)
         }
     finally:
         await consumer.stop()
@@ -81,8 +90,7 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, number) for number in consumer.partitions_for_topic(topic) or ()]
-        ends = await consumer.end_offsets(partitions)
+        ends = await consumer.end_offsets(await partitions_of(consumer, topic))
         return {partition.partition: offset for partition, offset in ends.items()}
     finally:
         await consumer.stop()

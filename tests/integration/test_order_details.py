@@ -28,9 +28,10 @@ pytestmark = pytest.mark.kafka
 async def client(
     settings: CoordinatorSettings, demo_registry: FlowRegistry, inventory_worker: None
 ) -> Any:
-    async with SagaCoordinator(registry=demo_registry, settings=settings), OrchestratorClient(
-        settings
-    ) as client:
+    async with (
+        SagaCoordinator(registry=demo_registry, settings=settings),
+        OrchestratorClient(settings) as client,
+    ):
         yield client
 
 
@@ -46,8 +47,20 @@ async def test_order_is_composed_from_all_services(client: OrchestratorClient) -
         "store": {"name": "Soho", "city": "London"},
         # p-3 (the grinder) has no stock and is dropped; total covers the rest.
         "lines": [
-            {"product_id": "p-1", "name": "Espresso beans 1kg", "unit_price": 24.5, "qty": 2, "line_total": 49.0},
-            {"product_id": "p-2", "name": "Milk jug", "unit_price": 12.0, "qty": 1, "line_total": 12.0},
+            {
+                "product_id": "p-1",
+                "name": "Espresso beans 1kg",
+                "unit_price": 24.5,
+                "qty": 2,
+                "line_total": 49.0,
+            },
+            {
+                "product_id": "p-2",
+                "name": "Milk jug",
+                "unit_price": 12.0,
+                "qty": 1,
+                "line_total": 12.0,
+            },
         ],
         "total": 61.0,
     }
@@ -80,7 +93,11 @@ async def test_unknown_order_fails_with_the_downstream_reason(client: Orchestrat
     assert result["status"] == "failed"
     assert result["data"] is None
     [error] = result["errors"]
-    assert (error["code"], error["step"], error["adapter_code"]) == ("step.business_error", "order", "http.404")
+    assert (error["code"], error["step"], error["adapter_code"]) == (
+        "step.business_error",
+        "order",
+        "http.404",
+    )
     assert {step["step"]: step["status"] for step in result["steps"]}["user"] == "not_run"
 
 
@@ -93,7 +110,11 @@ async def test_for_each_calls_once_per_item_with_idempotency_keys(
     calls = demo_services.servers["products"].calls
     keys = sorted(call.headers["idempotency-key"] for call in calls)
     assert keys == ["fan-out-1:products#0", "fan-out-1:products#1", "fan-out-1:products#2"]
-    assert sorted(call.path for call in calls) == ["/products/p-1", "/products/p-2", "/products/p-3"]
+    assert sorted(call.path for call in calls) == [
+        "/products/p-1",
+        "/products/p-2",
+        "/products/p-3",
+    ]
     assert demo_services.servers["users"].calls[0].headers["authorization"] == "Bearer demo-token"
 
 
@@ -152,9 +173,10 @@ async def test_independent_steps_run_concurrently(settings: CoordinatorSettings)
             builder.result({"names": "[a.name, b.name, c.name]"}).build(), catalog=catalog
         )
         registry = FlowRegistry(flows={flow.name: flow}, catalog=catalog)
-        async with SagaCoordinator(registry=registry, settings=settings), OrchestratorClient(
-            settings
-        ) as client:
+        async with (
+            SagaCoordinator(registry=registry, settings=settings),
+            OrchestratorClient(settings) as client,
+        ):
             result = await client.run("three-at-once", {}, timeout_s=60)
 
     assert result["status"] == "completed", result["errors"]

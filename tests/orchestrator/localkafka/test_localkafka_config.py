@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import SetupError
 from orchestrator.localkafka import BrokerSettings, bootstrap_from_env, status, stop
 from orchestrator.localkafka.layout import _new_cluster_id, recorded_ports, write_configs
 
@@ -37,7 +38,7 @@ def test_defaults_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_port_variable_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_BROKER_PORT", "70000")
 
-    with pytest.raises(ValueError, match="ORCH_BROKER_PORT"):
+    with pytest.raises(SetupError, match="ORCH_BROKER_PORT"):
         BrokerSettings()
 
 
