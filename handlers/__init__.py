@@ -1,1 +1,27 @@
-"""Service adapters: the HTTP adapter, the adapter SDK, the demo services."""
+"""Service adapters: the built-in HTTP adapter, the adapter SDK and its Kafka worker.
+
+Write an adapter::
+
+    from handlers import BusinessError, Service
+
+    pricing = Service("pricing")
+
+    @pricing.operation("quote")
+    async def quote(request: QuoteRequest) -> Quote: ...
+"""
+
+from handlers.errors import AdapterSetupError, BusinessError, HandlerError
+from handlers.http import HttpAdapter
+from handlers.outcome import CallOutcome
+from handlers.sdk import Service
+from handlers.worker import build_worker
+
+__all__ = [
+    "AdapterSetupError",
+    "BusinessError",
+    "CallOutcome",
+    "HandlerError",
+    "HttpAdapter",
+    "Service",
+    "build_worker",
+]

@@ -33,8 +33,8 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from handlers.errors import AdapterSetupError, BusinessError
 from handlers.outcome import CallOutcome
-from orchestrator.errors import SetupError
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +42,6 @@ _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
 
 AdapterFunction = Callable[[Any], Awaitable[Any]]
 F = TypeVar("F", bound=AdapterFunction)
-
-
-class BusinessError(Exception):
-    """Raise from an adapter function for a definite no (not found, rejected).
-
-    The request fails with this ``code`` (or, for an optional step, the call yields
-    null); a business error is never retried.
-    """
-
-    def __init__(self, code: str, message: str = "") -> None:
-        super().__init__(message or code)
-        self.code = code
-        self.message = message or code
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +89,7 @@ class Service:
 
     def __init__(self, name: str, *, command_topic: str | None = None) -> None:
         if not _NAME.match(name):
-            raise SetupError(
+            raise AdapterSetupError(
                 f"Service name {name!r} is invalid: use lowercase letters, digits, '_', '-' or '.'."
             )
         self.name = name
@@ -131,7 +118,7 @@ class Service:
         def register(function: F) -> F:
             operation_name = name or function.__name__
             if operation_name in self._operations:
-                raise SetupError(
+                raise AdapterSetupError(
                     f"Service {self.name!r} already has an operation {operation_name!r}; "
                     "give the new one another name."
                 )
@@ -156,7 +143,7 @@ def _build_operation(name: str, function: AdapterFunction) -> Operation:
     hints = typing.get_type_hints(function)
     parameters = [key for key in hints if key != "return"]
     if len(parameters) != 1 or "return" not in hints:
-        raise SetupError(
+        raise AdapterSetupError(
             f"Adapter operation {name!r} ({function.__qualname__}) must take exactly one annotated "
             "parameter and annotate its return type, e.g. `async def op(query: Query) -> Answer`."
         )

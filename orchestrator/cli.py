@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 from aiokafka.errors import KafkaConnectionError
 
+from handlers.errors import AdapterSetupError
 from orchestrator.errors import OrchestratorError, SetupError
 from orchestrator.settings import CoordinatorSettings
 
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(arguments)
     except KeyboardInterrupt:
         return EXIT_ERROR
-    except OrchestratorError as error:
+    except (OrchestratorError, AdapterSetupError) as error:
         print(f"error: {error}", file=sys.stderr)
     except KafkaConnectionError as error:
         print(

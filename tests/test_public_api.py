@@ -1,0 +1,86 @@
+"""Pins each package's public names: changing them must be a deliberate edit here."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "contracts": [
+        "SCHEMA_VERSION",
+        "Contract",
+        "ErrorDetail",
+        "FlowDefaults",
+        "FlowDefinition",
+        "HttpOperation",
+        "HttpService",
+        "KafkaService",
+        "Mapping",
+        "PythonService",
+        "ReplyError",
+        "RequestEvent",
+        "ResultEvent",
+        "ServiceCatalog",
+        "ServiceDefinition",
+        "StepCommand",
+        "StepDefinition",
+        "StepReply",
+        "StepSummary",
+        "command_topic_of",
+    ],
+    "orchestrator": [
+        "CoordinatorSettings",
+        "FlowBuilder",
+        "FlowRegistry",
+        "OrchestratorClient",
+        "OrchestratorError",
+        "SagaCoordinator",
+        "compile_flow",
+        "load_flows",
+    ],
+    "orchestrator.saga": [
+        "CallReplied",
+        "CallTimedOut",
+        "DispatchCall",
+        "PublishResult",
+        "SagaAction",
+        "SagaEvent",
+        "SagaState",
+        "StepProgress",
+        "correlation_id",
+        "decide",
+        "parse_correlation_id",
+        "rejected_result",
+        "start_saga",
+    ],
+    "handlers": [
+        "AdapterSetupError",
+        "BusinessError",
+        "CallOutcome",
+        "HandlerError",
+        "HttpAdapter",
+        "Service",
+        "build_worker",
+    ],
+    "orchestrator.localkafka": [
+        "BrokerInfo",
+        "BrokerSettings",
+        "BrokerStatus",
+        "bootstrap_from_env",
+        "ensure_kafka_jars",
+        "running_broker",
+        "start",
+        "status",
+        "stop",
+    ],
+}
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_public_names_are_pinned(package: str) -> None:
+    module = importlib.import_module(package)
+
+    assert sorted(module.__all__) == sorted(PUBLIC[package])
+    for name in module.__all__:
+        assert hasattr(module, name), f"{package}.{name} is exported but missing"
