@@ -43,11 +43,15 @@ class OrchestratorClient:
             bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
         )
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
+            bootstrap_servers=settings.bootstrap_servers,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
         )
         self._results: dict[str, dict[str, Any]] = {}
         self.duplicates: list[dict[str, Any]] = []
         """Result events seen more than once for the same request id."""
+        self.received_at: dict[str, float] = {}
+        """``time.monotonic()`` at which each result was read (for latency figures)."""
 
     async def __aenter__(self) -> OrchestratorClient:
         await self.start()
@@ -116,6 +120,7 @@ class OrchestratorClient:
                     f"No result for request {request_id} within {timeout_s:g} s."
                 )
             batch = await self._consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
+            now = time.monotonic()
             for records in batch.values():
                 for record in records:
                     result = orjson.loads(record.value)
@@ -123,6 +128,7 @@ class OrchestratorClient:
                         self.duplicates.append(result)
                     else:
                         self._results[result["request_id"]] = result
+                        self.received_at[result["request_id"]] = now
         return self._results[request_id]
 
     async def run(

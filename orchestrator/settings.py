@@ -45,6 +45,8 @@ class CoordinatorSettings:
     """Replicas of created topics; 0 means three, or one per broker on a smaller cluster."""
     max_batch: int = 500
     commit_interval_ms: int = 200
+    fetch_max_wait_ms: int = 20
+    """How long the broker may hold a fetch with no data; low keeps reply latency low."""
     http_max_connections: int = 200
     http_max_keepalive: int = 100
     finished_memory: int = 100_000

@@ -12,11 +12,11 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Literal
 
 MAIN_CLASS = "kafka.Kafka"
 _POLL_S = 0.1
 _KILL_WAIT_S = 10.0
-_EXITING_WAIT_S = 5.0
 _CMDLINE_TRIES = 10
 _CMDLINE_RETRY_S = 0.05
 
@@ -83,9 +83,9 @@ def is_broker(pid: int, properties_file: Path) -> bool:
             args = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return False
-        # Linux sometimes returns an empty command line for a live process
-        # whose memory map is busy (seen while the JVM boots under load), and
-        # always for an exiting one: look again before concluding anything.
+        # The command line reads empty while the process is still inside exec
+        # (posix_spawn returns before the new program's arguments are mapped,
+        # most of the time in practice) and while it exits: look again.
         if args:
             parts = args.split(b"\0")
             return MAIN_CLASS.encode() in parts and os.fsencode(properties_file) in parts
@@ -100,18 +100,20 @@ def is_running(pid: int) -> bool:
         pid: Process id to inspect.
 
     Returns:
-        False if the process is gone or a zombie.
+        False once the process has exited and, if it is our child, been reaped.
     """
-    _reap(pid)
+    if _reap(pid) == "reaped":
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
     # The state letter follows the parenthesised command name, which may hold spaces.
     if stat.rpartition(")")[2].split()[0] == "Z":
-        # It may have turned into a zombie after the first reap.
-        _reap(pid)
-        return False
+        # A zombie of someone else's is as good as gone. Our own child counts
+        # until it is reaped: a JVM's main thread turns zombie while its other
+        # threads are still exiting, before its ports are closed.
+        return _reap(pid) == "running"
     return True
 
 
@@ -124,13 +126,12 @@ def terminate(pid: int, *, properties_file: Path, timeout: float) -> bool:
         timeout: Seconds allowed for a clean shutdown.
 
     Returns:
-        True if the process is gone, False if it survived SIGKILL.
+        True if no broker of ours runs under ``pid`` any more, False if it
+        survived SIGKILL.
     """
     for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, _KILL_WAIT_S)):
         if not is_broker(pid, properties_file):
-            # Either it is already exiting (the command line goes first) or the
-            # pid is no broker of ours: allow a short wait, never a signal.
-            _wait_gone(pid, _EXITING_WAIT_S)
+            # Gone, or the pid now belongs to another program: never signal it.
             return True
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
@@ -140,11 +141,7 @@ def terminate(pid: int, *, properties_file: Path, timeout: float) -> bool:
 
 
 def _wait_gone(pid: int, wait_s: float) -> bool:
-    """Wait up to ``wait_s`` seconds for ``pid`` to vanish; tell whether it did.
-
-    This waits for the process itself, not its command line: an exiting
-    process loses its command line before it is gone and its ports are freed.
-    """
+    """Wait up to ``wait_s`` seconds for ``pid`` to exit; tell whether it did."""
     deadline = time.monotonic() + wait_s
     while is_running(pid):
         if time.monotonic() >= deadline:
@@ -153,7 +150,10 @@ def _wait_gone(pid: int, wait_s: float) -> bool:
     return True
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int) -> Literal["reaped", "running", "not-our-child"]:
     """Collect ``pid``'s exit status if it is our exited child, so no zombie stays."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return "not-our-child"
+    return "reaped" if done == pid else "running"

@@ -159,6 +159,7 @@ class SagaCoordinator:
             isolation_level="read_committed",
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=settings.max_batch,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         self._consumer.subscribe(
             [settings.request_topic, settings.reply_topic], listener=_Rebalance(self)

@@ -1,0 +1,1 @@
+"""Benchmark harness: prints figures; nothing here asserts on time."""
