@@ -13,9 +13,9 @@ mappings, ``reply`` is the adapter's raw reply.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from typing_extensions import TypeAliasType
 
 from contracts.base import Contract
@@ -25,6 +25,9 @@ Mapping = TypeAliasType("Mapping", "str | dict[str, Mapping]")
 
 STEP_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 FLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,199}$"
+StepName = Annotated[str, StringConstraints(pattern=STEP_NAME_PATTERN)]
+"""Lowercase letters, digits and '_': call ids (``step#index``) and correlation ids
+(``request:call:attempt``) rely on a step name holding no '#' or ':'."""
 RESERVED_NAMES = frozenset({"input", "item", "index", "reply"})
 """Names of the expression context that a step cannot take."""
 
@@ -72,5 +75,5 @@ class FlowDefinition(Contract):
         description="JSON Schema (2020-12) the request input must satisfy.",
     )
     defaults: FlowDefaults = Field(default_factory=FlowDefaults)
-    steps: dict[str, StepDefinition] = Field(min_length=1)
+    steps: dict[StepName, StepDefinition] = Field(min_length=1)
     result: Mapping = Field(description="Composes the result data from input and step outputs.")

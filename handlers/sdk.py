@@ -88,7 +88,7 @@ class Service:
     """A named service adapter; its operations are registered with a decorator."""
 
     def __init__(self, name: str, *, command_topic: str | None = None) -> None:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise AdapterSetupError(
                 f"Service name {name!r} is invalid: use lowercase letters, digits, '_', '-' or '.'."
             )

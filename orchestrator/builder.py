@@ -71,16 +71,22 @@ class FlowBuilder:
         """Add a step and return a reference to it."""
         if name in self._steps:
             raise FlowLoadError(f"flow '{self._fields['name']}' already has a step '{name}'.")
-        self._steps[name] = StepDefinition(
-            service=service,
-            operation=operation,
-            input=input if input is not None else {},
-            for_each=for_each,
-            output=output,
-            after=[str(other) for other in after or ()],
-            optional=optional,
-            timeout_ms=timeout_ms,
-        )
+        try:
+            self._steps[name] = StepDefinition(
+                service=service,
+                operation=operation,
+                input=input if input is not None else {},
+                for_each=for_each,
+                output=output,
+                after=[str(other) for other in after or ()],
+                optional=optional,
+                timeout_ms=timeout_ms,
+            )
+        except ValidationError as error:
+            details = "\n  ".join(describe_validation_error(error))
+            raise FlowLoadError(
+                f"flow '{self._fields['name']}', step '{name}' is invalid:\n  {details}"
+            ) from None
         return StepRef(name)
 
     def result(self, mapping: Mapping) -> FlowBuilder:

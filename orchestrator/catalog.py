@@ -33,10 +33,12 @@ def expand_environment(text: str, *, where: str, environ: Mapping[str, str]) -> 
 
     def replace(match: re.Match[str]) -> str:
         name, default = match.group("name"), match.group("default")
-        if name in environ:
-            return environ[name]
-        if default is not None:
+        value = environ.get(name)
+        # As in the shell: ':-' gives the default when the variable is unset or empty.
+        if default is not None and not value:
             return default
+        if value is not None:
+            return value
         raise CatalogLoadError(
             f"{where} reads the environment variable {name}, which is not set: "
             f"set it, or write ${{{name}:-default}} to give a default."

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts import cloudevents
 from contracts.base import SCHEMA_VERSION
+from orchestrator.errors import SetupError
 from orchestrator.settings import CoordinatorSettings
 
 
@@ -73,8 +74,9 @@ class OrchestratorClient:
             await self._consumer._client.force_metadata_update()
             await asyncio.sleep(0.1)
         if not partitions:
-            raise RuntimeError(
-                f"The result topic {topic!r} does not exist: is the coordinator running?"
+            raise SetupError(
+                f"The result topic {topic!r} does not exist: start the coordinator "
+                "(`orchestrator run FLOWS`) first, or set ORCH_RESULT_TOPIC."
             )
         assigned = [TopicPartition(topic, number) for number in sorted(partitions)]
         self._consumer.assign(assigned)

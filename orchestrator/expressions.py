@@ -49,7 +49,14 @@ class _FlowFunctions(jmespath_functions.Functions):
 
 
 def _hashable(value: Any) -> Any:
-    return value if isinstance(value, str | int | float | bool | None) else repr(value)
+    # Tagged with the JSON type, so `true` does not match `1` (as in JMESPath's own ==).
+    if isinstance(value, bool):
+        return ("boolean", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    if isinstance(value, str) or value is None:
+        return value
+    return ("other", repr(value))
 
 
 _OPTIONS = jmespath.Options(custom_functions=_FlowFunctions())
@@ -125,6 +132,8 @@ _ALL_CURRENT = frozenset(
 
 
 def _root_reads(node: Any, *, at_root: bool = True) -> Iterator[str]:
+    if not isinstance(node, dict):
+        return  # a slice's bounds are plain integers (or None), not nodes
     kind = node["type"]
     children: list[dict[str, Any]] = node.get("children", [])
     if kind == "field":

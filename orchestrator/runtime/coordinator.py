@@ -70,6 +70,7 @@ from orchestrator.settings import CoordinatorSettings
 logger = logging.getLogger(__name__)
 
 _ADAPTER_GRACE_MS = 100
+_STOP_PUBLISH_WAIT_S = 10.0
 
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
@@ -120,6 +121,7 @@ class SagaCoordinator:
         self._deadlines = DeadlineHeap()
         self._deadline_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._publishing: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -182,6 +184,10 @@ class SagaCoordinator:
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        # Results and dead letters already on their way are let through, so
+        # their offsets can be committed and no one re-runs those requests.
+        if self._publishing:
+            await asyncio.wait(self._publishing, timeout=_STOP_PUBLISH_WAIT_S)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -231,12 +237,16 @@ class SagaCoordinator:
                 await asyncio.sleep(0.5)
                 continue
             for partition, records in batch.items():
-                if partition.topic == self.settings.request_topic:
-                    for record in records:
-                        self._on_request(partition, record)
-                else:
-                    for record in records:
-                        self._on_reply(partition, record)
+                handle = (
+                    self._on_request
+                    if partition.topic == self.settings.request_topic
+                    else self._on_reply
+                )
+                for record in records:
+                    try:
+                        handle(partition, record)
+                    except Exception as error:
+                        self._internal_error(partition, record, error)
             now = self._clock()
             if now - last_commit >= self.settings.commit_interval_ms:
                 last_commit = now
@@ -289,6 +299,24 @@ class SagaCoordinator:
         self._sagas[request_id] = saga
         self._carry_out(saga, actions)
 
+    def _internal_error(
+        self, partition: TopicPartition, record: ConsumerRecord[Any, Any], error: Exception
+    ) -> None:
+        # A bug must cost one record, not the partition: dead-letter it (with a
+        # failed result if it was a request) and carry on.
+        logger.exception("unexpected error on %s@%d", partition, record.offset)
+        key = record.key.decode(errors="replace") if record.key else None
+        self._reject(
+            partition,
+            record,
+            RejectedRequest(
+                request_id=key if partition.topic == self.settings.request_topic else None,
+                flow=None,
+                code="orchestrator.internal_error",
+                message=f"the coordinator failed on this record: {type(error).__name__}: {error}",
+            ),
+        )
+
     def _reject(
         self, partition: TopicPartition, record: ConsumerRecord[Any, Any], rejected: RejectedRequest
     ) -> None:
@@ -312,9 +340,16 @@ class SagaCoordinator:
                 origin_offset=record.offset,
             )
         ]
-        if rejected.request_id is not None and rejected.request_id not in self._finished:
+        request_id = rejected.request_id
+        # A bad duplicate of a request that is running or done must not add a
+        # second result: the dead letter is enough.
+        if (
+            request_id is not None
+            and request_id not in self._finished
+            and request_id not in self._sagas
+        ):
             result = rejected_result(
-                request_id=rejected.request_id,
+                request_id=request_id,
                 flow=rejected.flow,
                 code=rejected.code,
                 message=rejected.message,
@@ -323,8 +358,8 @@ class SagaCoordinator:
             outgoing.append(
                 result_record(result, topic=self.settings.result_topic, source=self.settings.source)
             )
-            self._remember_finished(rejected.request_id)
-        self._spawn(self._produce_then_finish(outgoing, partition, record.offset))
+            self._remember_finished(request_id)
+        self._spawn(self._produce_then_finish(outgoing, partition, record.offset), publishing=True)
 
     def _on_reply(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
         offsets = self._track(partition, record.offset)
@@ -345,7 +380,9 @@ class SagaCoordinator:
                 origin_partition=partition.partition,
                 origin_offset=record.offset,
             )
-            self._spawn(self._produce_then_finish([dead], partition, record.offset))
+            self._spawn(
+                self._produce_then_finish([dead], partition, record.offset), publishing=True
+            )
             return
         # A reply only updates in-memory state; if this instance crashes, the
         # request (whose offset is not committed) runs again and is re-answered.
@@ -431,7 +468,9 @@ class SagaCoordinator:
         record = result_record(
             result, topic=self.settings.result_topic, source=self.settings.source
         )
-        self._spawn(self._produce_then_finish([record], saga.partition, saga.offset))
+        self._spawn(
+            self._produce_then_finish([record], saga.partition, saga.offset), publishing=True
+        )
 
     def _remember_finished(self, request_id: str) -> None:
         self._finished[request_id] = None
@@ -462,13 +501,16 @@ class SagaCoordinator:
         if offsets is not None:
             offsets.finish(offset)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None], *, publishing: bool = False) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
+        if publishing:
+            self._publishing.add(task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        self._publishing.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("coordinator task failed", exc_info=task.exception())
 

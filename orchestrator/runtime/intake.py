@@ -10,6 +10,8 @@ request.invalid         the payload is not a valid request event
 flow.unknown            no flow of that name is loaded
 input.invalid           the input fails the flow's input schema
 ======================  ==================================================
+
+(The coordinator adds ``orchestrator.internal_error`` for a record it failed on.)
 """
 
 from __future__ import annotations

@@ -46,7 +46,10 @@ VALID: list[tuple[type[BaseModel], dict[str, Any]]] = [
             "finished_at_ms": 2,
         },
     ),
-    (FlowDefinition, {"name": "f", "steps": {"a": {"service": "s", "operation": "o"}}, "result": "a"}),
+    (
+        FlowDefinition,
+        {"name": "f", "steps": {"a": {"service": "s", "operation": "o"}}, "result": "a"},
+    ),
     (ServiceCatalog, {"services": {"k": {"kind": "kafka"}}}),
 ]
 IDS = [model.__name__ for model, _ in VALID]
@@ -109,20 +112,47 @@ def test_step_reply_carries_an_error_iff_it_failed(
         (StepReply, {"request_id": "r", "correlation_id": "c", "status": "maybe"}, "status"),
         (
             StepReply,
-            {"request_id": "r", "correlation_id": "c", "status": "business_error",
-             "error": {"code": ""}},
+            {
+                "request_id": "r",
+                "correlation_id": "c",
+                "status": "business_error",
+                "error": {"code": ""},
+            },
             "error",
         ),
-        (FlowDefinition, {"name": "Bad Name", "steps": {"a": {"service": "s", "operation": "o"}},
-                          "result": "a"}, "name"),
+        (
+            FlowDefinition,
+            {"name": "Bad Name", "steps": {"a": {"service": "s", "operation": "o"}}, "result": "a"},
+            "name",
+        ),
         (FlowDefinition, {"name": "f", "steps": {}, "result": "a"}, "steps"),
-        (ServiceCatalog, {"services": {"h": {"kind": "http", "base_url": "ftp://x",
-                                             "operations": {"o": {"path": "/"}}}}}, "services"),
-        (ServiceCatalog, {"services": {"h": {"kind": "http", "base_url": "http://x",
-                                             "operations": {"o": {"path": "no-slash"}}}}},
-         "services"),
-        (ServiceCatalog, {"services": {"p": {"kind": "python", "adapter": "no_colon"}}},
-         "services"),
+        (
+            ServiceCatalog,
+            {
+                "services": {
+                    "h": {"kind": "http", "base_url": "ftp://x", "operations": {"o": {"path": "/"}}}
+                }
+            },
+            "services",
+        ),
+        (
+            ServiceCatalog,
+            {
+                "services": {
+                    "h": {
+                        "kind": "http",
+                        "base_url": "http://x",
+                        "operations": {"o": {"path": "no-slash"}},
+                    }
+                }
+            },
+            "services",
+        ),
+        (
+            ServiceCatalog,
+            {"services": {"p": {"kind": "python", "adapter": "no_colon"}}},
+            "services",
+        ),
         (ServiceCatalog, {"services": {"x": {"kind": "grpc"}}}, "services"),
     ],
 )

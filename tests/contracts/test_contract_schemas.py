@@ -36,7 +36,9 @@ def test_checked_in_schema_matches_the_model(file_name: str) -> None:
         ("service-catalog.schema.json", "ServiceCatalog", {"services"}),
     ],
 )
-def test_rendered_schema_describes_the_model(file_name: str, title: str, required: set[str]) -> None:
+def test_rendered_schema_describes_the_model(
+    file_name: str, title: str, required: set[str]
+) -> None:
     schema = orjson.loads(RENDERED[file_name])
 
     assert schema["title"] == title
@@ -49,6 +51,8 @@ def test_rendering_is_canonical() -> None:
     text = RENDERED["step-command.schema.json"]
 
     assert text.endswith(b"}\n")
-    assert text == orjson.dumps(
-        orjson.loads(text), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
-    ) + b"\n"
+    assert (
+        text
+        == orjson.dumps(orjson.loads(text), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        + b"\n"
+    )

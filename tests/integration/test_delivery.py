@@ -142,3 +142,70 @@ async def test_two_instances_share_the_partitions(settings: CoordinatorSettings)
 
     assert [result["status"] for result in results] == ["completed"] * 30
     assert client.duplicates == []
+
+
+async def test_bad_duplicate_of_a_running_request_adds_no_second_result(
+    settings: CoordinatorSettings,
+) -> None:
+    release = threading.Event()
+
+    def slow(call: HttpCall) -> RouteResult:
+        release.wait(timeout=30)
+        return HTTPStatus.OK, {"id": call.segments[-1]}
+
+    with JsonHttpServer(slow) as server:
+        registry = single_call_registry(base_url=server.url, timeout_ms=30_000)
+        async with (
+            SagaCoordinator(registry=registry, settings=settings),
+            OrchestratorClient(settings) as client,
+        ):
+            await publish_request(settings, "twin-1", "a")
+            # Same key, no CloudEvents headers: rejected, but the saga runs on.
+            await publish_raw(
+                settings.bootstrap_servers, settings.request_topic, value=b"junk", key=b"twin-1"
+            )
+            [dead] = await read_topic(
+                settings.bootstrap_servers, settings.dead_letter_topic, expect=1
+            )
+            release.set()
+            result = await client.wait_for("twin-1", timeout_s=60)
+            results = await read_topic(
+                settings.bootstrap_servers, settings.result_topic, expect=1, settle_s=1.5
+            )
+
+    assert dict(dead.headers)["dlq_code"] == b"request.missing_headers"
+    assert result["status"] == "completed"
+    assert len(results) == 1
+
+
+async def test_a_record_the_coordinator_fails_on_costs_only_that_record(
+    settings: CoordinatorSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.runtime import coordinator as coordinator_module
+
+    real_admit = coordinator_module.admit
+
+    def admit_with_a_bug(**arguments: object) -> object:
+        if arguments["key"] == b"poison":
+            raise ZeroDivisionError("injected fault")
+        return real_admit(**arguments)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(coordinator_module, "admit", admit_with_a_bug)
+    with JsonHttpServer(echo) as server:
+        registry = single_call_registry(base_url=server.url)
+        async with (
+            SagaCoordinator(registry=registry, settings=settings),
+            OrchestratorClient(settings) as client,
+        ):
+            await publish_request(settings, "poison", "a")
+            await publish_request(settings, "healthy", "b")
+            poisoned = await client.wait_for("poison", timeout_s=60)
+            healthy = await client.wait_for("healthy", timeout_s=60)
+            [dead] = await read_topic(
+                settings.bootstrap_servers, settings.dead_letter_topic, expect=1
+            )
+
+    assert [error["code"] for error in poisoned["errors"]] == ["orchestrator.internal_error"]
+    assert "injected fault" in poisoned["errors"][0]["message"]
+    assert dict(dead.headers)["dlq_code"] == b"orchestrator.internal_error"
+    assert healthy["status"] == "completed"

@@ -1,0 +1,169 @@
+"""The Kafka worker of an SDK service: answering commands, and the FastStream wiring."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from contracts import cloudevents
+from contracts.events import StepReply
+from handlers.demo.inventory import inventory
+from handlers.worker import Reply, Unanswerable, answer_command, build_worker
+
+SOURCE = "urn:orchestrator:adapter:inventory"
+REPLY_HEADERS = {cloudevents.REPLY_TOPIC: "orch.replies", cloudevents.REPLY_PARTITION: "3"}
+
+
+def command(**overrides: Any) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "request_id": "r-1",
+        "flow": "order-details",
+        "step": "stock",
+        "call": "stock",
+        "attempt": 2,
+        "service": "inventory",
+        "operation": "stock_levels",
+        "input": {"product_ids": ["p-1", "p-404"]},
+        "deadline_ms": 10_000,
+        "correlation_id": "r-1:stock:2",
+        "idempotency_key": "r-1:stock",
+        **overrides,
+    }
+
+
+async def answer(value: bytes, headers: dict[str, str] | None = None) -> Reply | Unanswerable:
+    return await answer_command(
+        inventory,
+        value=value,
+        headers=REPLY_HEADERS if headers is None else headers,
+        source=SOURCE,
+    )
+
+
+async def test_valid_command_is_answered_on_the_reply_topic_and_partition() -> None:
+    reply = await answer(orjson.dumps(command()))
+
+    assert isinstance(reply, Reply)
+    assert (reply.topic, reply.partition, reply.key) == ("orch.replies", 3, b"r-1")
+    parsed = StepReply.model_validate_json(reply.value)
+    assert parsed.correlation_id == "r-1:stock:2"
+    assert parsed.request_id == "r-1"
+    assert parsed.status == "ok"
+    assert parsed.output == {
+        "levels": [{"product_id": "p-1", "available": 12}, {"product_id": "p-404", "available": 0}]
+    }
+
+
+async def test_reply_carries_cloudevents_headers() -> None:
+    reply = await answer(orjson.dumps(command()))
+
+    assert isinstance(reply, Reply)
+    assert cloudevents.missing_headers(reply.headers) == []
+    assert reply.headers[cloudevents.TYPE] == cloudevents.TYPE_STEP_REPLY
+    assert reply.headers[cloudevents.SOURCE] == SOURCE
+    assert reply.headers[cloudevents.ID] == "r-1:stock:2:reply"
+    assert reply.headers[cloudevents.CORRELATION_ID] == "r-1:stock:2"
+    assert datetime.fromisoformat(reply.headers[cloudevents.TIME]).tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "status", "code"),
+    [
+        ({"operation": "restock"}, "business_error", "operation.unknown"),
+        ({"input": {"product_ids": "p-1"}}, "business_error", "input.invalid"),
+    ],
+)
+async def test_failed_operation_is_still_a_valid_reply(
+    overrides: dict[str, Any], status: str, code: str
+) -> None:
+    reply = await answer(orjson.dumps(command(**overrides)))
+
+    assert isinstance(reply, Reply)
+    parsed = StepReply.model_validate_json(reply.value)
+    assert parsed.status == status
+    assert parsed.error is not None
+    assert parsed.error.code == code
+    assert parsed.output is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {cloudevents.REPLY_TOPIC: "orch.replies"},
+        {cloudevents.REPLY_PARTITION: "1"},
+        {cloudevents.REPLY_TOPIC: "", cloudevents.REPLY_PARTITION: "1"},
+        {cloudevents.REPLY_TOPIC: "orch.replies", cloudevents.REPLY_PARTITION: "-1"},
+        {cloudevents.REPLY_TOPIC: "orch.replies", cloudevents.REPLY_PARTITION: "one"},
+    ],
+)
+async def test_missing_reply_headers_make_the_command_unanswerable(headers: dict[str, str]) -> None:
+    answered = await answer(orjson.dumps(command()), headers)
+
+    assert isinstance(answered, Unanswerable)
+    assert answered.code == "command.missing_headers"
+    assert "ce_replytopic" in answered.reason
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b"not json",
+        b"[1, 2]",
+        orjson.dumps({"request_id": "r-1"}),
+        orjson.dumps(command(attempt=0)),
+        orjson.dumps(command(extra=True)),
+    ],
+)
+async def test_invalid_command_is_unanswerable(value: bytes) -> None:
+    answered = await answer(value)
+
+    assert isinstance(answered, Unanswerable)
+    assert answered.code == "command.invalid"
+    assert answered.reason.startswith("not a valid step command: ")
+    assert "\n" not in answered.reason
+
+
+async def test_worker_broker_replies_and_dead_letters_in_memory() -> None:
+    broker, _app = build_worker(
+        inventory, bootstrap_servers="127.0.0.1:1", dead_letter_topic="test.dlq"
+    )
+    replies: list[Any] = []
+    dead: list[Any] = []
+
+    @broker.subscriber("orch.replies")
+    async def on_reply(message: KafkaMessage) -> None:
+        replies.append(message.raw_message)
+
+    @broker.subscriber("test.dlq")
+    async def on_dead(message: KafkaMessage) -> None:
+        dead.append(message.raw_message)
+
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(
+            orjson.dumps(command()), inventory.command_topic, key=b"r-1", headers=REPLY_HEADERS
+        )
+        await test_broker.publish(
+            b"garbage", inventory.command_topic, key=b"r-2", headers={"origin": "test"}
+        )
+
+    [reply] = replies
+    assert (reply.topic, reply.partition, reply.key) == ("orch.replies", 3, b"r-1")
+    assert StepReply.model_validate_json(reply.value).correlation_id == "r-1:stock:2"
+    assert cloudevents.headers_to_dict(reply.headers)[cloudevents.TYPE] == (
+        cloudevents.TYPE_STEP_REPLY
+    )
+    [letter] = dead
+    assert (letter.topic, letter.key, letter.value) == ("test.dlq", b"r-2", b"garbage")
+    dead_headers = cloudevents.headers_to_dict(letter.headers)
+    assert dead_headers["origin"] == "test"
+    assert dead_headers["dlq_code"] == "command.missing_headers"
+    assert dead_headers["dlq_topic"] == inventory.command_topic
+    assert {"dlq_reason", "dlq_partition", "dlq_offset"} <= set(dead_headers)

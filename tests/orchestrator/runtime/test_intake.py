@@ -1,0 +1,177 @@
+"""admit(): which request records may start a saga, and the code of every rejection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from contracts import cloudevents
+from orchestrator.builder import FlowBuilder
+from orchestrator.catalog import catalog_from_data
+from orchestrator.flow import compile_flow
+from orchestrator.flow_files import FlowRegistry
+from orchestrator.runtime.intake import AdmittedRequest, RejectedRequest, admit
+
+
+def registry() -> FlowRegistry:
+    catalog = catalog_from_data(
+        {"services": {"orders": {"kind": "kafka"}}}, source="s.yaml", environ={}
+    )
+    builder = FlowBuilder(
+        "order-details",
+        input_schema={
+            "type": "object",
+            "required": ["order_id"],
+            "properties": {
+                "order_id": {"type": "string", "minLength": 1},
+                "lines": {"type": "array", "items": {"type": "integer"}},
+            },
+            "additionalProperties": False,
+        },
+    )
+    builder.step("order", service="orders", operation="get", input={"id": "input.order_id"})
+    flow = compile_flow(builder.result("order").build(), catalog=catalog)
+    return FlowRegistry(flows={flow.name: flow}, catalog=catalog)
+
+
+REGISTRY = registry()
+
+
+def headers(*drop: str, **overrides: str) -> dict[str, str]:
+    base = cloudevents.headers_to_dict(
+        cloudevents.build_headers(
+            event_id="ce-1", event_type=cloudevents.TYPE_REQUEST, source="urn:c", time_ms=0
+        )
+    )
+    base.update(overrides)
+    for name in drop:
+        del base[name]
+    return base
+
+
+def payload(**overrides: Any) -> bytes:
+    body = {"request_id": "r-1", "flow": "order-details", "input": {"order_id": "o-1"}}
+    body.update(overrides)
+    return orjson.dumps(body)
+
+
+def run_admit(
+    value: bytes | None = None, key: bytes | None = b"k-1", hdrs: dict[str, str] | None = None
+) -> AdmittedRequest | RejectedRequest:
+    return admit(
+        value=payload() if value is None else value,
+        key=key,
+        headers=headers() if hdrs is None else hdrs,
+        registry=REGISTRY,
+    )
+
+
+def test_valid_request_is_admitted() -> None:
+    admitted = run_admit()
+
+    assert isinstance(admitted, AdmittedRequest)
+    assert admitted.request_id == "r-1"
+    assert admitted.flow is REGISTRY.flows["order-details"]
+    assert admitted.input == {"order_id": "o-1"}
+
+
+@pytest.mark.parametrize(
+    ("value", "hdrs", "code", "fragment"),
+    [
+        (None, headers("ce_id"), "request.missing_headers", "ce_id"),
+        (
+            None,
+            headers("ce_specversion", ce_source=""),
+            "request.missing_headers",
+            "ce_source, ce_specversion",
+        ),
+        (None, {}, "request.missing_headers", "ce_id, ce_type, ce_source"),
+        (
+            None,
+            headers(ce_type="orchestrator.result.v1"),
+            "request.wrong_type",
+            "expected 'orchestrator.request.v1'",
+        ),
+        (b"not json", None, "request.undecodable", "not a JSON object"),
+        (b"[1, 2]", None, "request.undecodable", "not a JSON object"),
+        (b"", None, "request.undecodable", "not a JSON object"),
+        (payload(request_id=""), None, "request.invalid", "request_id:"),
+        (payload(flow=7), None, "request.invalid", "flow:"),
+        (payload(extra=True), None, "request.invalid", "extra: Extra inputs"),
+        (payload(input=[1]), None, "request.invalid", "input:"),
+        (
+            payload(flow="order-history"),
+            None,
+            "flow.unknown",
+            "no flow named 'order-history' (loaded flows: order-details)",
+        ),
+        (payload(input={}), None, "input.invalid", "input: 'order_id' is a required property"),
+        (payload(input={"order_id": ""}), None, "input.invalid", "order_id: "),
+        (
+            payload(input={"order_id": "o", "x": 1}),
+            None,
+            "input.invalid",
+            "Additional properties are not allowed",
+        ),
+        (
+            payload(input={"order_id": "o", "lines": [1, "two"]}),
+            None,
+            "input.invalid",
+            "lines/1: 'two' is not of type 'integer'",
+        ),
+    ],
+)
+def test_rejections(
+    value: bytes | None, hdrs: dict[str, str] | None, code: str, fragment: str
+) -> None:
+    rejected = run_admit(value, hdrs=hdrs)
+
+    assert isinstance(rejected, RejectedRequest)
+    assert rejected.code == code
+    assert fragment in rejected.message
+
+
+def test_header_checks_come_before_payload_checks() -> None:
+    rejected = run_admit(b"not json", hdrs=headers(ce_type="other"))
+
+    assert isinstance(rejected, RejectedRequest)
+    assert rejected.code == "request.wrong_type"
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "hdrs", "request_id", "flow"),
+    [
+        (payload(input={}), None, None, "r-1", "order-details"),
+        (payload(request_id=""), b"k-1", None, "k-1", "order-details"),
+        (payload(request_id=5, flow=["x"]), b"k-1", None, "k-1", None),
+        (b"garbage", b"k-1", None, "k-1", None),
+        (b"garbage", None, None, "ce-1", None),
+        (b"garbage", b"\xff\xfe", None, "ce-1", None),
+        (b"garbage", b"", headers(ce_id=""), None, None),
+        (payload(flow="nope"), None, headers(ce_type="x"), "r-1", "nope"),
+    ],
+)
+def test_request_id_and_flow_are_recovered_for_the_rejection(
+    value: bytes,
+    key: bytes | None,
+    hdrs: dict[str, str] | None,
+    request_id: str | None,
+    flow: str | None,
+) -> None:
+    result = run_admit(value, key=key, hdrs=hdrs)
+
+    assert isinstance(result, RejectedRequest)
+    assert (result.request_id, result.flow) == (request_id, flow)
+
+
+def test_value_none_is_undecodable() -> None:
+    rejected = admit(value=None, key=b"k-9", headers=headers(), registry=REGISTRY)
+
+    assert isinstance(rejected, RejectedRequest)
+    assert (rejected.code, rejected.request_id, rejected.flow) == (
+        "request.undecodable",
+        "k-9",
+        None,
+    )

@@ -1,0 +1,117 @@
+"""Coordinator settings: defaults, environment overrides, topic prefixes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import SetupError
+from orchestrator.settings import DEFAULT_BOOTSTRAP, CoordinatorSettings
+
+
+def test_defaults_without_environment() -> None:
+    settings = CoordinatorSettings.from_env({})
+
+    assert settings == CoordinatorSettings()
+    assert settings.bootstrap_servers == DEFAULT_BOOTSTRAP == "127.0.0.1:9092"
+    assert (settings.request_topic, settings.reply_topic) == (
+        "orchestrator.requests",
+        "orchestrator.replies",
+    )
+    assert (settings.partitions, settings.create_topics) == (6, True)
+
+
+@pytest.mark.parametrize(
+    ("environ", "field", "value"),
+    [
+        ({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092"}, "bootstrap_servers", "k1:9092,k2:9092"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": ""}, "bootstrap_servers", DEFAULT_BOOTSTRAP),
+        ({"ORCH_BOOTSTRAP_SERVERS": "ignored:1"}, "bootstrap_servers", DEFAULT_BOOTSTRAP),
+        ({"ORCH_REQUEST_TOPIC": "in"}, "request_topic", "in"),
+        ({"ORCH_REPLY_TOPIC": "back"}, "reply_topic", "back"),
+        ({"ORCH_RESULT_TOPIC": "out"}, "result_topic", "out"),
+        ({"ORCH_DEAD_LETTER_TOPIC": "dead"}, "dead_letter_topic", "dead"),
+        ({"ORCH_GROUP_ID": "g"}, "group_id", "g"),
+        ({"ORCH_SOURCE": "urn:x"}, "source", "urn:x"),
+        ({"ORCH_PARTITIONS": "12"}, "partitions", 12),
+        ({"ORCH_PARTITIONS": " 3 "}, "partitions", 3),
+        ({"ORCH_REPLICATION_FACTOR": "1"}, "replication_factor", 1),
+        ({"ORCH_HTTP_MAX_CONNECTIONS": "50"}, "http_max_connections", 50),
+        ({"ORCH_COMMIT_INTERVAL_MS": "25"}, "commit_interval_ms", 25),
+        ({"ORCH_CREATE_TOPICS": "false"}, "create_topics", False),
+        ({"ORCH_CREATE_TOPICS": "OFF"}, "create_topics", False),
+        ({"ORCH_CREATE_TOPICS": "0"}, "create_topics", False),
+        ({"ORCH_CREATE_TOPICS": "no"}, "create_topics", False),
+        ({"ORCH_CREATE_TOPICS": "Yes"}, "create_topics", True),
+        ({"ORCH_CREATE_TOPICS": "1"}, "create_topics", True),
+        ({"ORCH_CREATE_TOPICS": "on"}, "create_topics", True),
+    ],
+)
+def test_environment_overrides(environ: dict[str, str], field: str, value: Any) -> None:
+    assert getattr(CoordinatorSettings.from_env(environ), field) == value
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"ORCH_PARTITIONS": "six"}, "ORCH_PARTITIONS must be a whole number, got 'six'"),
+        ({"ORCH_MAX_BATCH": "1.5"}, "ORCH_MAX_BATCH must be a whole number"),
+        ({"ORCH_CREATE_TOPICS": "maybe"}, "ORCH_CREATE_TOPICS must be true or false, got 'maybe'"),
+        ({"ORCH_PARTITIONS": "0"}, "partitions must be at least 1, got 0"),
+        ({"ORCH_MAX_BATCH": "0"}, "max_batch must be at least 1, got 0"),
+    ],
+)
+def test_bad_values_are_setup_errors(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SetupError) as caught:
+        CoordinatorSettings.from_env(environ)
+
+    assert message in str(caught.value)
+
+
+def test_overrides_win_over_environment() -> None:
+    settings = CoordinatorSettings.from_env(
+        {"ORCH_PARTITIONS": "4", "KAFKA_BOOTSTRAP_SERVERS": "env:1"},
+        partitions=2,
+        bootstrap_servers="arg:1",
+    )
+
+    assert (settings.partitions, settings.bootstrap_servers) == (2, "arg:1")
+
+
+def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-os:9092")
+    monkeypatch.setenv("ORCH_GROUP_ID", "os-group")
+
+    settings = CoordinatorSettings.from_env()
+
+    assert (settings.bootstrap_servers, settings.group_id) == ("from-os:9092", "os-group")
+
+
+def test_with_topics_prefixes_every_topic_and_the_group() -> None:
+    base = CoordinatorSettings(bootstrap_servers="b:1", partitions=3, request_topic="custom")
+
+    prefixed = base.with_topics("t.42")
+
+    assert (
+        prefixed.request_topic,
+        prefixed.reply_topic,
+        prefixed.result_topic,
+        prefixed.dead_letter_topic,
+        prefixed.group_id,
+    ) == ("t.42.requests", "t.42.replies", "t.42.results", "t.42.dlq", "t.42.coordinator")
+    assert (prefixed.bootstrap_servers, prefixed.partitions) == ("b:1", 3)
+    assert base.request_topic == "custom"
+
+
+@pytest.mark.parametrize("field", ["partitions", "max_batch"])
+def test_direct_construction_is_checked(field: str) -> None:
+    with pytest.raises(SetupError, match=f"{field} must be at least 1"):
+        CoordinatorSettings(**{field: 0})
+
+
+def test_settings_are_frozen() -> None:
+    settings = CoordinatorSettings()
+
+    with pytest.raises(AttributeError):
+        settings.partitions = 2  # type: ignore[misc]
