@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -18,6 +19,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from aiokafka import AIOKafkaConsumer
 
 from handlers.demo.services import DemoHttpServices
 from orchestrator.client import OrchestratorClient
@@ -48,6 +51,11 @@ def say(line: str = "") -> None:
 
 def run_demo() -> int:
     """Run the whole demo; returns the process exit code."""
+    # The narration tells the story; the clients' start-up chatter (a group
+    # coordinator not yet elected on a fresh broker) and the rejection warnings
+    # (reported below from the dead-letter topic) would only bury it.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("orchestrator.runtime.coordinator").setLevel(logging.ERROR)
     external = bootstrap_from_env()
     if external:
         say(f"Using the Kafka broker at {external} (KAFKA_BOOTSTRAP_SERVERS).")
@@ -90,6 +98,11 @@ async def _demo(bootstrap: str) -> int:
                         f"Sent {len(REQUESTS)} requests, got {len(REQUESTS)} results "
                         f"({failures} failed, as expected)."
                     )
+                    dead = await _dead_letters(settings, expect=2)
+                    say(
+                        f"{len(dead)} request records went to the dead-letter topic "
+                        f"{settings.dead_letter_topic}: {', '.join(dead)}."
+                    )
     say("Stopped the coordinator, the inventory adapter and the HTTP services.")
     return 0
 
@@ -126,6 +139,27 @@ def _inventory_worker(bootstrap: str, command_topic: str, dead_letter_topic: str
             )
         if process.stderr is not None:
             process.stderr.close()
+
+
+async def _dead_letters(settings: CoordinatorSettings, *, expect: int) -> list[str]:
+    """The ``dlq_code`` of each record on the dead-letter topic (read from the start)."""
+    consumer = AIOKafkaConsumer(
+        settings.dead_letter_topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    codes: list[str] = []
+    try:
+        deadline = time.monotonic() + 10
+        while len(codes) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                codes += [dict(record.headers).get("dlq_code", b"?").decode() for record in records]
+    finally:
+        await consumer.stop()
+    return codes
 
 
 def _print_result(result: dict[str, Any], elapsed_ms: float) -> None:

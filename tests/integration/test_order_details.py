@@ -181,3 +181,34 @@ async def test_independent_steps_run_concurrently(settings: CoordinatorSettings)
 
     assert result["status"] == "completed", result["errors"]
     assert result["data"] == {"names": ["a", "b", "c"]}
+
+
+async def test_sdk_adapter_loaded_in_process_gives_the_same_result(
+    settings: CoordinatorSettings, demo_services: DemoHttpServices, tmp_path: Any
+) -> None:
+    # The same decorated inventory functions, loaded in-process instead of over Kafka.
+    import shutil
+
+    import yaml
+
+    from orchestrator.flow_files import load_flows
+    from tests.conftest import DEMO_FLOWS
+
+    shutil.copy(DEMO_FLOWS / "order-details.yaml", tmp_path / "order-details.yaml")
+    catalog = yaml.safe_load((DEMO_FLOWS / "services.yaml").read_text())
+    catalog["services"]["inventory"] = {
+        "kind": "python",
+        "adapter": "handlers.demo.inventory:inventory",
+    }
+    (tmp_path / "services.yaml").write_text(yaml.safe_dump(catalog))
+    registry = load_flows(tmp_path)
+
+    async with (
+        SagaCoordinator(registry=registry, settings=settings),
+        OrchestratorClient(settings) as client,
+    ):
+        result = await client.run("order-details", {"order_id": "o-1"}, timeout_s=60)
+
+    assert result["status"] == "completed"
+    assert [line["product_id"] for line in result["data"]["lines"]] == ["p-1", "p-2"]
+    assert result["data"]["total"] == 61.0

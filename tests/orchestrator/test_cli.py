@@ -116,3 +116,68 @@ async def test_send_wait_prints_the_result_event(
     assert completed.returncode == 3, "a failed result exits with 3"
     assert result["request_id"] == "cli-1"
     assert result["errors"][0]["adapter_code"] == "http.404"
+
+
+def spawn(*arguments: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``orchestrator ARGUMENTS`` in the background (stopped by the test, by pid)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", *arguments],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.kafka
+async def test_run_and_adapter_commands_serve_requests_until_terminated(
+    settings: CoordinatorSettings, demo_services: DemoHttpServices, topic_prefix: str
+) -> None:
+    from orchestrator.client import OrchestratorClient
+
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "ORCH_REQUEST_TOPIC": settings.request_topic,
+        "ORCH_REPLY_TOPIC": settings.reply_topic,
+        "ORCH_RESULT_TOPIC": settings.result_topic,
+        "ORCH_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+        "ORCH_GROUP_ID": settings.group_id,
+    }
+    command_topic = f"{topic_prefix}.inventory.commands"
+    adapter = spawn(
+        "adapter",
+        "handlers.demo.inventory:inventory",
+        "--command-topic",
+        command_topic,
+        "--group-id",
+        f"{topic_prefix}.inventory",
+        env=env,
+    )
+    coordinator = spawn("run", str(DEMO_FLOWS), env=env)
+    try:
+        assert coordinator.stdout is not None
+        banner = await asyncio.to_thread(coordinator.stdout.readline)
+        assert banner.startswith("Coordinator running: 1 flow(s) (order-details)")
+        async with OrchestratorClient(settings) as client:
+            result = await client.run("order-details", {"order_id": "o-1"}, timeout_s=60)
+    finally:
+        for process in (coordinator, adapter):
+            process.terminate()  # SIGTERM to its own pid
+        outputs = [
+            await asyncio.to_thread(process.communicate, timeout=30)
+            for process in (coordinator, adapter)
+        ]
+
+    assert result["status"] == "completed"
+    assert result["data"]["total"] == 61.0
+    assert coordinator.returncode == 0, outputs[0][1]
+    assert "Coordinator stopped." in outputs[0][0]
+    assert adapter.returncode == 0, outputs[1][1]
+
+
+def test_broker_status_says_when_nothing_runs(tmp_path: Path) -> None:
+    completed = orchestrator("broker", "status", "--port", "9", env={"ORCH_HOME": str(tmp_path)})
+
+    assert completed.returncode == 1
+    assert completed.stdout.strip() == "No Kafka broker is running on 127.0.0.1:9."
