@@ -10,6 +10,8 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 from bench import core, end_to_end
 from orchestrator.localkafka import BrokerSettings, bootstrap_from_env, running_broker
@@ -28,14 +30,18 @@ def main() -> int:
     requests = int(os.environ.get("BENCH_REQUESTS", "2000"))
     window = int(os.environ.get("BENCH_WINDOW", "200"))
     print(
-        f"End to end: {requests} order-details requests, {window} in flight, real broker...",
+        f"End to end over a real broker: latency one at a time, then {requests} requests "
+        f"with {window} in flight...",
         flush=True,
     )
     external = bootstrap_from_env()
     if external:
         e2e = asyncio.run(end_to_end.run(external, requests=requests, window=window))
     else:
-        with running_broker(BrokerSettings(port=0)) as broker:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-kafka-") as runtime,
+            running_broker(BrokerSettings(port=0, runtime_dir=Path(runtime))) as broker,
+        ):
             e2e = asyncio.run(end_to_end.run(broker.bootstrap, requests=requests, window=window))
     print(
         f"  one at a time: p50 {e2e['seq_p50_ms']:.1f} ms, p99 {e2e['seq_p99_ms']:.1f} ms "

@@ -84,7 +84,9 @@ async def run(
 ) -> dict[str, float]:
     """Measure latency one at a time, then throughput with ``window`` in flight."""
     prefix = f"bench.{uuid.uuid4().hex[:8]}"
-    settings = CoordinatorSettings(bootstrap_servers=bootstrap, partitions=6).with_topics(prefix)
+    settings = CoordinatorSettings.from_env(bootstrap_servers=bootstrap, partitions=6).with_topics(
+        prefix
+    )
     command_topic = f"{prefix}.inventory.commands"
     with demo_services_process() as env:
         os.environ.update(env)

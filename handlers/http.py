@@ -60,7 +60,7 @@ def _compile_operation(operation: HttpOperation) -> _CompiledOperation:
     )
 
 
-def build_http_client(*, max_connections: int = 200, max_keepalive: int = 100) -> httpx.AsyncClient:
+def build_http_client(*, max_connections: int = 100, max_keepalive: int = 20) -> httpx.AsyncClient:
     """The one shared client: pooled connections, no per-client timeout (calls set theirs)."""
     return httpx.AsyncClient(
         limits=httpx.Limits(

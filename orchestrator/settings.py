@@ -12,7 +12,7 @@ environment variable               setting                         default
 ``ORCH_PARTITIONS``                ``partitions``                  ``6``
 ``ORCH_CREATE_TOPICS``             ``create_topics``               ``true``
 ``ORCH_REPLICATION_FACTOR``        ``replication_factor``          ``0`` (min(3, brokers))
-``ORCH_HTTP_MAX_CONNECTIONS``      ``http_max_connections``        ``200``
+``ORCH_HTTP_MAX_CONNECTIONS``      ``http_max_connections``        ``100``
 =================================  ==============================  =====================
 """
 
@@ -47,8 +47,8 @@ class CoordinatorSettings:
     commit_interval_ms: int = 200
     fetch_max_wait_ms: int = 20
     """How long the broker may hold a fetch with no data; low keeps reply latency low."""
-    http_max_connections: int = 200
-    http_max_keepalive: int = 100
+    http_max_connections: int = 100
+    http_max_keepalive: int = 20
     finished_memory: int = 100_000
     """How many finished request ids are remembered to drop redelivered duplicates."""
     source: str = "urn:orchestrator:coordinator"

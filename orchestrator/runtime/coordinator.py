@@ -328,17 +328,7 @@ class SagaCoordinator:
             rejected.message,
         )
         outgoing = [
-            dead_letter_record(
-                topic=self.settings.dead_letter_topic,
-                key=record.key,
-                value=record.value,
-                headers=list(record.headers or ()),
-                code=rejected.code,
-                reason=rejected.message,
-                origin_topic=partition.topic,
-                origin_partition=partition.partition,
-                origin_offset=record.offset,
-            )
+            self._dead_letter(partition, record, code=rejected.code, reason=rejected.message)
         ]
         request_id = rejected.request_id
         # A bad duplicate of a request that is running or done must not add a
@@ -361,6 +351,26 @@ class SagaCoordinator:
             self._remember_finished(request_id)
         self._spawn(self._produce_then_finish(outgoing, partition, record.offset), publishing=True)
 
+    def _dead_letter(
+        self,
+        partition: TopicPartition,
+        record: ConsumerRecord[Any, Any],
+        *,
+        code: str,
+        reason: str,
+    ) -> OutgoingRecord:
+        return dead_letter_record(
+            topic=self.settings.dead_letter_topic,
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers or ()),
+            code=code,
+            reason=reason,
+            origin_topic=partition.topic,
+            origin_partition=partition.partition,
+            origin_offset=record.offset,
+        )
+
     def _on_reply(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
         offsets = self._track(partition, record.offset)
         try:
@@ -369,17 +379,7 @@ class SagaCoordinator:
         except (orjson.JSONDecodeError, ValidationError, ValueError) as error:
             reason = f"not a valid step reply: {str(error).splitlines()[0]}"
             logger.warning("dead-lettering reply %s@%d: %s", partition, record.offset, reason)
-            dead = dead_letter_record(
-                topic=self.settings.dead_letter_topic,
-                key=record.key,
-                value=record.value,
-                headers=list(record.headers or ()),
-                code="reply.invalid",
-                reason=reason,
-                origin_topic=partition.topic,
-                origin_partition=partition.partition,
-                origin_offset=record.offset,
-            )
+            dead = self._dead_letter(partition, record, code="reply.invalid", reason=reason)
             self._spawn(
                 self._produce_then_finish([dead], partition, record.offset), publishing=True
             )

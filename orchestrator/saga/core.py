@@ -69,6 +69,9 @@ def decide(flow: CompiledFlow, state: SagaState, event: SagaEvent) -> Decision:
     step = flow.step(step_name)
     progress.done[slot] = True
     actions: list[SagaAction] = []
+    if isinstance(event, CallReplied) and event.status == "ok":
+        _call_succeeded(flow, state, step, progress, slot=slot, event=event, actions=actions)
+        return state, actions
     if isinstance(event, CallTimedOut):
         failure = step_error(
             "step.timeout",
@@ -76,18 +79,6 @@ def decide(flow: CompiledFlow, state: SagaState, event: SagaEvent) -> Decision:
             step=step.name,
             call=event.call,
         )
-        _call_failed(
-            flow,
-            state,
-            step,
-            progress,
-            slot=slot,
-            failure=failure,
-            now_ms=event.at_ms,
-            actions=actions,
-        )
-    elif event.status == "ok":
-        _call_succeeded(flow, state, step, progress, slot=slot, event=event, actions=actions)
     else:
         failure = step_error(
             f"step.{event.status}",
@@ -96,16 +87,16 @@ def decide(flow: CompiledFlow, state: SagaState, event: SagaEvent) -> Decision:
             call=event.call,
             adapter_code=event.error_code,
         )
-        _call_failed(
-            flow,
-            state,
-            step,
-            progress,
-            slot=slot,
-            failure=failure,
-            now_ms=event.at_ms,
-            actions=actions,
-        )
+    _call_failed(
+        flow,
+        state,
+        step,
+        progress,
+        slot=slot,
+        failure=failure,
+        now_ms=event.at_ms,
+        actions=actions,
+    )
     return state, actions
 
 
