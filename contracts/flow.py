@@ -32,6 +32,8 @@ RESERVED_NAMES = frozenset({"input", "item", "index", "reply"})
 """Names of the expression context that a step cannot take."""
 
 DEFAULT_STEP_TIMEOUT_MS = 10_000
+MAX_STEP_TIMEOUT_MS = 3_600_000
+"""An hour: a saga waiting longer belongs in a workflow engine, not an API composition."""
 
 
 class StepDefinition(Contract):
@@ -54,14 +56,17 @@ class StepDefinition(Contract):
         description="A failed call yields null instead of failing the request.",
     )
     timeout_ms: int | None = Field(
-        default=None, gt=0, description="No reply within this long fails the call."
+        default=None,
+        gt=0,
+        le=MAX_STEP_TIMEOUT_MS,
+        description="No reply within this long fails the call.",
     )
 
 
 class FlowDefaults(Contract):
     """Defaults that apply to every step of a flow unless the step overrides them."""
 
-    timeout_ms: int = Field(default=DEFAULT_STEP_TIMEOUT_MS, gt=0)
+    timeout_ms: int = Field(default=DEFAULT_STEP_TIMEOUT_MS, gt=0, le=MAX_STEP_TIMEOUT_MS)
 
 
 class FlowDefinition(Contract):

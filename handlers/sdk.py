@@ -57,7 +57,8 @@ class Operation:
         """Validate ``payload``, call the function, and report the outcome.
 
         Never raises: a bad payload is a business error (``input.invalid``), an
-        unexpected exception a technical one (``adapter.exception``).
+        unexpected exception a technical one (``adapter.exception``), an output the
+        return type cannot serialise too (``adapter.invalid_output``).
         """
         try:
             argument = self.input_adapter.validate_python(payload)
@@ -75,7 +76,13 @@ class Operation:
             return CallOutcome.technical_error(
                 "adapter.exception", f"{type(error).__name__}: {error}"
             )
-        return CallOutcome.ok(self.output_adapter.dump_python(result, mode="json"))
+        try:
+            return CallOutcome.ok(self.output_adapter.dump_python(result, mode="json"))
+        except Exception as error:
+            return CallOutcome.technical_error(
+                "adapter.invalid_output",
+                f"{self.name} returned a value its return type cannot serialise: {error}",
+            )
 
 
 def _first(error: ValidationError) -> str:

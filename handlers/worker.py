@@ -5,7 +5,9 @@ operation, and publishes a step reply to the topic and partition the command
 names (``ce_replytopic``/``ce_replypartition``), with the command's correlation id.
 The command's offset is committed only after the reply is acknowledged, so a
 crash re-answers the command instead of losing it; the coordinator ignores the
-duplicate answer.
+duplicate answer. A reply that fails to publish for a transient reason is not
+acked (the command comes again); one that can never be published (too large) is
+replaced by a ``technical_error`` reply (``reply.undeliverable``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import orjson
 from faststream import AckPolicy, FastStream
+from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
@@ -38,6 +41,28 @@ class Reply:
     key: bytes
     value: bytes
     headers: dict[str, str]
+    request_id: str
+    correlation_id: str
+
+    def as_technical_error(self, code: str, message: str) -> Reply:
+        """The same reply, reporting a technical error instead of its output."""
+        payload = {
+            "schema_version": SCHEMA_VERSION,
+            "request_id": self.request_id,
+            "correlation_id": self.correlation_id,
+            "status": "technical_error",
+            "output": None,
+            "error": {"code": code, "message": message},
+        }
+        return Reply(
+            topic=self.topic,
+            partition=self.partition,
+            key=self.key,
+            value=orjson.dumps(payload),
+            headers=self.headers,
+            request_id=self.request_id,
+            correlation_id=self.correlation_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +118,13 @@ async def answer_command(
         key=command.request_id.encode(),
         value=orjson.dumps(payload),
         headers=reply_headers,
+        request_id=command.request_id,
+        correlation_id=command.correlation_id,
     )
+
+
+def _is_retriable(error: BaseException) -> bool:
+    return bool(getattr(error, "retriable", False))
 
 
 def build_worker(
@@ -109,6 +140,15 @@ def build_worker(
         bootstrap_servers, acks="all", enable_idempotence=True, log_level=logging.DEBUG
     )
     source = f"urn:orchestrator:adapter:{service.name}"
+
+    async def publish(reply: Reply) -> None:
+        await broker.publish(
+            reply.value,
+            reply.topic,
+            key=reply.key,
+            partition=reply.partition,
+            headers=reply.headers,
+        )
 
     @broker.subscriber(
         service.command_topic,
@@ -126,13 +166,21 @@ def build_worker(
         headers = cloudevents.headers_to_dict(record.headers)
         answer = await answer_command(service, value=value, headers=headers, source=source)
         if isinstance(answer, Reply):
-            await broker.publish(
-                answer.value,
-                answer.topic,
-                key=answer.key,
-                partition=answer.partition,
-                headers=answer.headers,
-            )
+            try:
+                await publish(answer)
+            except Exception as error:
+                if _is_retriable(error):
+                    # Not acked: FastStream seeks back and the command comes again.
+                    raise NackMessage() from error
+                logger.error("reply %s cannot be published: %r", answer.correlation_id, error)
+                # FastStream acks after a failed handler too (AckPolicy.ACK), so the
+                # command would vanish unanswered; say why instead.
+                await publish(
+                    answer.as_technical_error(
+                        "reply.undeliverable",
+                        f"the adapter's reply could not be published: {error}",
+                    )
+                )
             return
         logger.warning("dead-lettering command at offset %s: %s", record.offset, answer.reason)
         dead_headers = {
@@ -143,6 +191,11 @@ def build_worker(
             "dlq_partition": str(record.partition),
             "dlq_offset": str(record.offset),
         }
-        await broker.publish(value, dead_letter_topic, key=record.key, headers=dead_headers)
+        try:
+            await broker.publish(value, dead_letter_topic, key=record.key, headers=dead_headers)
+        except Exception as error:
+            if _is_retriable(error):
+                raise NackMessage() from error
+            raise
 
     return broker, FastStream(broker)

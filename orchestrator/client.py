@@ -125,7 +125,11 @@ class OrchestratorClient:
             now = time.monotonic()
             for records in batch.values():
                 for record in records:
-                    result = orjson.loads(record.value)
+                    try:
+                        result = orjson.loads(record.value or b"")
+                        result["request_id"]
+                    except (orjson.JSONDecodeError, TypeError, KeyError):
+                        continue  # not a result event; someone else's problem
                     if result["request_id"] in self._results:
                         self.duplicates.append(result)
                     else:

@@ -44,6 +44,8 @@ class CoordinatorSettings:
     replication_factor: int = 0
     """Replicas of created topics; 0 means three, or one per broker on a smaller cluster."""
     max_batch: int = 500
+    max_in_flight: int = 1000
+    """Sagas one instance runs at once; beyond it, requests wait in Kafka (replies flow)."""
     commit_interval_ms: int = 200
     fetch_max_wait_ms: int = 20
     """How long the broker may hold a fetch with no data; low keeps reply latency low."""
@@ -56,6 +58,8 @@ class CoordinatorSettings:
     def __post_init__(self) -> None:
         if self.partitions < 1:
             raise SetupError(f"partitions must be at least 1, got {self.partitions}.")
+        if self.max_in_flight < 1:
+            raise SetupError(f"max_in_flight must be at least 1, got {self.max_in_flight}.")
         if self.max_batch < 1:
             raise SetupError(f"max_batch must be at least 1, got {self.max_batch}.")
 

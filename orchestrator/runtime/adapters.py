@@ -6,6 +6,7 @@ Kafka hop; Kafka services get a step command on their command topic.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,8 +38,14 @@ class SdkServiceAdapter:
     async def call(
         self, operation: str, payload: Any, *, idempotency_key: str, timeout_s: float
     ) -> CallOutcome:
-        """Invoke the operation; the coordinator's deadline bounds its duration."""
-        return await self._service.invoke(operation, payload)
+        """Invoke the operation; it is cancelled once ``timeout_s`` has passed."""
+        try:
+            return await asyncio.wait_for(self._service.invoke(operation, payload), timeout_s)
+        except TimeoutError:
+            return CallOutcome.technical_error(
+                "adapter.timeout",
+                f"{self._service.name}.{operation} took longer than {timeout_s:g} s",
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,11 @@ Delivery guarantees encoded here:
 - A request's offset is committed only after its result (or dead letter) is
   acknowledged by Kafka (``acks=all``, idempotent producer). A crash before that
   re-runs the request: never zero results.
-- One request id runs one saga: a duplicate arriving while the saga runs, or soon
-  after it finished (``finished_memory`` ids are kept), is dropped.
+- One request id runs one saga: a duplicate arriving while the saga runs, while its
+  result is being published, or after it was published (``finished_memory`` ids are
+  kept) gets no second result.
+- A failure inside one saga (a bug, an unencodable value) fails that saga with
+  ``orchestrator.internal_error``; it never stops a loop or a partition.
 - Requests and replies are consumed by one consumer with the range assignor, and
   both topics have the same partition count, so the partition a step command names
   for its reply is owned by this instance.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import OrderedDict
@@ -32,18 +36,19 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from contracts import cloudevents
 from contracts.events import StepReply
 from handlers.http import build_http_client
-from orchestrator.errors import SetupError
+from handlers.outcome import CallOutcome
 from orchestrator.flow import CompiledFlow
 from orchestrator.flow_files import FlowRegistry
 from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute, build_routes
 from orchestrator.runtime.intake import RejectedRequest, admit
 from orchestrator.runtime.offsets import PartitionOffsets
+from orchestrator.runtime.publisher import Publisher
 from orchestrator.runtime.records import (
     OutgoingRecord,
     command_record,
@@ -51,7 +56,7 @@ from orchestrator.runtime.records import (
     result_record,
 )
 from orchestrator.runtime.timers import DeadlineHeap
-from orchestrator.runtime.topics import ensure_topics
+from orchestrator.runtime.topics import check_topics
 from orchestrator.saga import (
     CallReplied,
     CallTimedOut,
@@ -71,6 +76,9 @@ logger = logging.getLogger(__name__)
 
 _ADAPTER_GRACE_MS = 100
 _STOP_PUBLISH_WAIT_S = 10.0
+_REVOKE_PUBLISH_WAIT_S = 2.0
+_COMMIT_TIMEOUT_S = 5.0
+INTERNAL_ERROR = "orchestrator.internal_error"
 
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
@@ -81,12 +89,20 @@ def system_clock() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _where(partition: TopicPartition, offset: int) -> str:
+    return f"{partition.topic}[{partition.partition}]@{offset}"
+
+
 @dataclass(slots=True)
 class _Saga:
     state: SagaState
     flow: CompiledFlow
     partition: TopicPartition
     offset: int
+    offsets: PartitionOffsets
+    run: int
+    """Distinguishes a re-run of the same request id: timers and in-process answers
+    of an earlier run (before a rebalance) must not reach this one."""
 
 
 class SagaCoordinator:
@@ -115,7 +131,9 @@ class SagaCoordinator:
             max_keepalive=settings.http_max_keepalive,
         )
         self._routes = build_routes(registry.catalog, http_client=self._http)
+        self._runs = itertools.count(1)
         self._sagas: dict[str, _Saga] = {}
+        self._publishing_results: dict[str, asyncio.Task[None]] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._offsets: dict[TopicPartition, PartitionOffsets] = {}
         self._deadlines = DeadlineHeap()
@@ -124,7 +142,9 @@ class SagaCoordinator:
         self._publishing: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
+        self._publisher: Publisher | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._paused = False
         self._running = False
         self.assigned = asyncio.Event()
         """Set once the consumer has been assigned partitions (useful in tests)."""
@@ -142,10 +162,16 @@ class SagaCoordinator:
         await self.stop()
 
     async def start(self) -> None:
-        """Create topics if asked, connect, and start consuming."""
+        """Check (and create, if asked) the topics, connect, and start consuming."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         settings = self.settings
-        if settings.create_topics:
-            await self._ensure_topics()
+        await self._check_topics()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers,
             acks="all",
@@ -153,6 +179,7 @@ class SagaCoordinator:
             linger_ms=2,
         )
         await self._producer.start()
+        self._publisher = Publisher(self._producer)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id,
@@ -172,6 +199,8 @@ class SagaCoordinator:
             asyncio.create_task(self._consume_loop(), name="coordinator-consume"),
             asyncio.create_task(self._deadline_loop(), name="coordinator-deadlines"),
         ]
+        for loop in self._loops:
+            loop.add_done_callback(self._loop_done)
 
     async def stop(self) -> None:
         """Stop consuming, commit what is finished, and close connections.
@@ -192,15 +221,16 @@ class SagaCoordinator:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._consumer is not None:
-            with contextlib.suppress(KafkaError):
-                await self._commit()
+            await self._commit_bounded()
             await self._consumer.stop()
+            self._consumer = None
         if self._producer is not None:
             await self._producer.stop()
+            self._producer = None
         if self._owns_http_client:
             await self._http.aclose()
 
-    async def _ensure_topics(self) -> None:
+    async def _check_topics(self) -> None:
         settings = self.settings
         wanted = {
             settings.request_topic: settings.partitions,
@@ -211,16 +241,13 @@ class SagaCoordinator:
         for route in self._routes.values():
             if isinstance(route, KafkaRoute):
                 wanted[route.command_topic] = settings.partitions
-        counts = await ensure_topics(
-            settings.bootstrap_servers, wanted, replication_factor=settings.replication_factor
+        await check_topics(
+            settings.bootstrap_servers,
+            wanted,
+            create=settings.create_topics,
+            replication_factor=settings.replication_factor,
+            same_partitions=(settings.request_topic, settings.reply_topic),
         )
-        if counts[settings.reply_topic] != counts[settings.request_topic]:
-            raise SetupError(
-                f"The reply topic {settings.reply_topic!r} has {counts[settings.reply_topic]} "
-                f"partitions and the request topic {settings.request_topic!r} has "
-                f"{counts[settings.request_topic]}: they must match so replies reach the "
-                "instance that runs the saga."
-            )
 
     # -- consuming ---------------------------------------------------------
 
@@ -228,6 +255,7 @@ class SagaCoordinator:
         assert self._consumer is not None
         last_commit = self._clock()
         while self._running:
+            self._apply_backpressure()
             try:
                 batch = await self._consumer.getmany(
                     timeout_ms=100, max_records=self.settings.max_batch
@@ -250,10 +278,24 @@ class SagaCoordinator:
             now = self._clock()
             if now - last_commit >= self.settings.commit_interval_ms:
                 last_commit = now
-                try:
-                    await self._commit()
-                except (CommitFailedError, KafkaError) as error:
-                    logger.warning("offset commit failed (%s); will retry", error)
+                await self._commit_bounded()
+
+    def _apply_backpressure(self) -> None:
+        """Stop fetching requests while too many sagas run; replies keep flowing."""
+        assert self._consumer is not None
+        requests = [
+            partition
+            for partition in self._consumer.assignment()
+            if partition.topic == self.settings.request_topic
+        ]
+        limit = self.settings.max_in_flight
+        if not self._paused and len(self._sagas) >= limit:
+            self._consumer.pause(*requests)
+            self._paused = True
+            logger.info("%d sagas in flight: pausing requests", len(self._sagas))
+        elif self._paused and len(self._sagas) <= limit // 2:
+            self._consumer.resume(*requests)
+            self._paused = False
 
     def _track(self, partition: TopicPartition, offset: int) -> PartitionOffsets:
         offsets = self._offsets.get(partition)
@@ -261,6 +303,14 @@ class SagaCoordinator:
             offsets = self._offsets[partition] = PartitionOffsets()
         offsets.track(offset)
         return offsets
+
+    async def _commit_bounded(self) -> None:
+        # aiokafka retries a commit for as long as the group coordinator is
+        # unknown; bounded, so an unreachable broker cannot hang a stop or a poll.
+        try:
+            await asyncio.wait_for(self._commit(), timeout=_COMMIT_TIMEOUT_S)
+        except (TimeoutError, KafkaError) as error:
+            logger.warning("offset commit failed (%r); will retry", error)
 
     async def _commit(self) -> None:
         if self._consumer is None:
@@ -270,11 +320,13 @@ class SagaCoordinator:
         for partition, offsets in self._offsets.items():
             position = offsets.committable()
             if position is not None and partition in assignment:
-                due[partition] = position
+                due[partition] = (offsets, position)
         if due:
-            await self._consumer.commit(due)
-            for partition, position in due.items():
-                self._offsets[partition].committed(position)
+            await self._consumer.commit(
+                {partition: position for partition, (_, position) in due.items()}
+            )
+            for offsets, position in due.values():
+                offsets.committed(position)
 
     def _on_request(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
         offsets = self._track(partition, record.offset)
@@ -286,6 +338,11 @@ class SagaCoordinator:
             self._reject(partition, record, decision)
             return
         request_id = decision.request_id
+        publishing = self._publishing_results.get(request_id)
+        if publishing is not None:
+            # A duplicate whose original's result is on its way: it is done once that is.
+            self._spawn(self._finish_after(publishing, offsets, record.offset))
+            return
         if request_id in self._sagas or request_id in self._finished:
             logger.info(
                 "dropping duplicate request %s at %s@%d", request_id, partition, record.offset
@@ -295,16 +352,23 @@ class SagaCoordinator:
         state, actions = start_saga(
             decision.flow, request_id=request_id, input=decision.input, now_ms=self._clock()
         )
-        saga = _Saga(state=state, flow=decision.flow, partition=partition, offset=record.offset)
+        saga = _Saga(
+            state=state,
+            flow=decision.flow,
+            partition=partition,
+            offset=record.offset,
+            offsets=offsets,
+            run=next(self._runs),
+        )
         self._sagas[request_id] = saga
-        self._carry_out(saga, actions)
+        self._carry_out_safely(saga, actions)
 
     def _internal_error(
         self, partition: TopicPartition, record: ConsumerRecord[Any, Any], error: Exception
     ) -> None:
         # A bug must cost one record, not the partition: dead-letter it (with a
         # failed result if it was a request) and carry on.
-        logger.exception("unexpected error on %s@%d", partition, record.offset)
+        logger.error("unexpected error on %s@%d", partition, record.offset, exc_info=error)
         key = record.key.decode(errors="replace") if record.key else None
         self._reject(
             partition,
@@ -312,7 +376,7 @@ class SagaCoordinator:
             RejectedRequest(
                 request_id=key if partition.topic == self.settings.request_topic else None,
                 flow=None,
-                code="orchestrator.internal_error",
+                code=INTERNAL_ERROR,
                 message=f"the coordinator failed on this record: {type(error).__name__}: {error}",
             ),
         )
@@ -331,13 +395,15 @@ class SagaCoordinator:
             self._dead_letter(partition, record, code=rejected.code, reason=rejected.message)
         ]
         request_id = rejected.request_id
-        # A bad duplicate of a request that is running or done must not add a
-        # second result: the dead letter is enough.
-        if (
-            request_id is not None
-            and request_id not in self._finished
-            and request_id not in self._sagas
-        ):
+        answered = (
+            request_id is None
+            or request_id in self._finished
+            or request_id in self._sagas
+            or request_id in self._publishing_results
+        )
+        # A bad duplicate of a request that runs or ran gets no second result.
+        if not answered:
+            assert request_id is not None
             result = rejected_result(
                 request_id=request_id,
                 flow=rejected.flow,
@@ -345,11 +411,18 @@ class SagaCoordinator:
                 message=rejected.message,
                 now_ms=self._clock(),
             )
-            outgoing.append(
-                result_record(result, topic=self.settings.result_topic, source=self.settings.source)
-            )
-            self._remember_finished(request_id)
-        self._spawn(self._produce_then_finish(outgoing, partition, record.offset), publishing=True)
+            outgoing.append(self._result_record(result))
+        offsets = self._offsets[partition]
+        self._spawn(
+            self._publish_then_finish(
+                outgoing,
+                request_id=None if answered else request_id,
+                offsets=offsets,
+                offset=record.offset,
+                what=f"the dead letter of {_where(partition, record.offset)}",
+            ),
+            publishing=True,
+        )
 
     def _dead_letter(
         self,
@@ -381,7 +454,14 @@ class SagaCoordinator:
             logger.warning("dead-lettering reply %s@%d: %s", partition, record.offset, reason)
             dead = self._dead_letter(partition, record, code="reply.invalid", reason=reason)
             self._spawn(
-                self._produce_then_finish([dead], partition, record.offset), publishing=True
+                self._publish_then_finish(
+                    [dead],
+                    request_id=None,
+                    offsets=offsets,
+                    offset=record.offset,
+                    what=f"the dead letter of {_where(partition, record.offset)}",
+                ),
+                publishing=True,
             )
             return
         # A reply only updates in-memory state; if this instance crashes, the
@@ -402,28 +482,46 @@ class SagaCoordinator:
 
     # -- carrying out actions ----------------------------------------------
 
-    def _deliver(self, request_id: str, event: SagaEvent) -> None:
+    def _deliver(self, request_id: str, event: SagaEvent, *, run: int | None = None) -> None:
         saga = self._sagas.get(request_id)
-        if saga is None:
-            return  # a late answer for a saga that finished or moved away
-        _, actions = decide(saga.flow, saga.state, event)
-        self._carry_out(saga, actions)
+        if saga is None or (run is not None and saga.run != run):
+            return  # a late answer for a saga that finished, moved away, or re-ran
+        try:
+            _, actions = decide(saga.flow, saga.state, event)
+        except Exception as error:
+            self._fail_saga(saga, error)
+            return
+        self._carry_out_safely(saga, actions)
 
-    def _carry_out(self, saga: _Saga, actions: list[SagaAction]) -> None:
-        for action in actions:
-            if isinstance(action, DispatchCall):
-                self._dispatch(saga, action)
-            elif isinstance(action, PublishResult):
-                self._publish_result(saga, action.result)
+    def _carry_out_safely(self, saga: _Saga, actions: list[SagaAction]) -> None:
+        try:
+            for action in actions:
+                if isinstance(action, DispatchCall):
+                    self._dispatch(saga, action)
+                elif isinstance(action, PublishResult):
+                    self._publish_result(saga, action.result)
+        except Exception as error:
+            self._fail_saga(saga, error)
+
+    def _fail_saga(self, saga: _Saga, error: Exception) -> None:
+        """End a saga the coordinator itself failed on, with one failed result."""
+        request_id = saga.state.request_id
+        logger.error("saga %s failed inside the coordinator", request_id, exc_info=error)
+        if self._sagas.get(request_id) is not saga:
+            return  # its result is already on its way
+        result = rejected_result(
+            request_id=request_id,
+            flow=saga.flow.name,
+            code=INTERNAL_ERROR,
+            message=(
+                "the coordinator failed while running this request: "
+                f"{type(error).__name__}: {error}"
+            ),
+            now_ms=self._clock(),
+        )
+        self._publish_result(saga, result)
 
     def _dispatch(self, saga: _Saga, action: DispatchCall) -> None:
-        if self._deadlines.push(
-            at_ms=action.deadline_ms,
-            request_id=action.request_id,
-            call=action.call,
-            attempt=action.attempt,
-        ):
-            self._deadline_changed.set()
         route = self._routes[action.service]
         if isinstance(route, KafkaRoute):
             record = command_record(
@@ -434,20 +532,44 @@ class SagaCoordinator:
                 source=self.settings.source,
                 now_ms=self._clock(),
             )
-            self._spawn(self._produce([record]))
+            self._spawn(self._send_command(record, action))
         else:
-            self._spawn(self._call_in_process(route, action))
+            self._spawn(self._call_in_process(route, action, run=saga.run))
+        if self._deadlines.push(
+            at_ms=action.deadline_ms,
+            request_id=action.request_id,
+            call=action.call,
+            attempt=action.attempt,
+            run=saga.run,
+        ):
+            self._deadline_changed.set()
 
-    async def _call_in_process(self, adapter: InProcessAdapter, action: DispatchCall) -> None:
+    async def _send_command(self, record: OutgoingRecord, action: DispatchCall) -> None:
+        assert self._publisher is not None
+        try:
+            await self._publisher.send([record])
+        except Exception:
+            # The deadline will fail the call; nothing else waits on this record.
+            logger.exception("could not send the command %s", action.correlation_id)
+
+    async def _call_in_process(
+        self, adapter: InProcessAdapter, action: DispatchCall, *, run: int
+    ) -> None:
         # A little past the deadline, so the saga's own timer decides (step.timeout)
         # and the adapter's timeout is only the backstop that frees the connection.
         timeout_s = (max(action.deadline_ms - self._clock(), 1) + _ADAPTER_GRACE_MS) / 1000
-        outcome = await adapter.call(
-            action.operation,
-            action.input,
-            idempotency_key=action.idempotency_key,
-            timeout_s=timeout_s,
-        )
+        try:
+            outcome = await adapter.call(
+                action.operation,
+                action.input,
+                idempotency_key=action.idempotency_key,
+                timeout_s=timeout_s,
+            )
+        except Exception as error:
+            logger.exception("adapter %s raised", action.service)
+            outcome = CallOutcome.technical_error(
+                "adapter.exception", f"{type(error).__name__}: {error}"
+            )
         self._deliver(
             action.request_id,
             CallReplied(
@@ -459,60 +581,105 @@ class SagaCoordinator:
                 error_code=outcome.error_code,
                 error_message=outcome.error_message,
             ),
+            run=run,
         )
+
+    def _result_record(self, result: dict[str, Any]) -> OutgoingRecord:
+        return result_record(result, topic=self.settings.result_topic, source=self.settings.source)
 
     def _publish_result(self, saga: _Saga, result: dict[str, Any]) -> None:
         request_id = saga.state.request_id
         del self._sagas[request_id]
-        self._remember_finished(request_id)
-        record = result_record(
-            result, topic=self.settings.result_topic, source=self.settings.source
+        # If the result cannot be published (not encodable, too large), a small
+        # failed result saying so takes its place: one answer, never none.
+        fallback = [
+            self._result_record(
+                rejected_result(
+                    request_id=request_id,
+                    flow=saga.flow.name,
+                    code=INTERNAL_ERROR,
+                    message=(
+                        "the composed result could not be published (too large or not encodable)"
+                    ),
+                    now_ms=self._clock(),
+                )
+            )
+        ]
+        try:
+            records, backup = [self._result_record(result)], fallback
+        except (TypeError, ValueError) as error:  # orjson.JSONEncodeError is a TypeError
+            logger.error("the result of %s is not encodable: %s", request_id, error)
+            records, backup = fallback, None
+        task = self._spawn(
+            self._publish_then_finish(
+                records,
+                request_id=request_id,
+                offsets=saga.offsets,
+                offset=saga.offset,
+                what=f"the result of {request_id} ({_where(saga.partition, saga.offset)})",
+                fallback=backup,
+            ),
+            publishing=True,
         )
-        self._spawn(
-            self._produce_then_finish([record], saga.partition, saga.offset), publishing=True
-        )
+        self._publishing_results[request_id] = task
+
+    async def _publish_then_finish(
+        self,
+        records: list[OutgoingRecord],
+        *,
+        request_id: str | None,
+        offsets: PartitionOffsets,
+        offset: int,
+        what: str,
+        fallback: list[OutgoingRecord] | None = None,
+    ) -> None:
+        # The offset becomes committable only once Kafka has acknowledged the
+        # records (acks=all): this is what makes the outcome at-least-once.
+        assert self._publisher is not None
+        try:
+            await self._publisher.send_until_acknowledged(records, fallback=fallback, what=what)
+        except Exception:
+            logger.error("%s was not published: its offset stays uncommitted", what)
+            raise
+        finally:
+            if request_id is not None:
+                self._publishing_results.pop(request_id, None)
+        if request_id is not None:
+            self._remember_finished(request_id)
+        offsets.finish(offset)
+
+    async def _finish_after(
+        self, publishing: asyncio.Task[None], offsets: PartitionOffsets, offset: int
+    ) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(publishing)
+        if publishing.done() and not publishing.cancelled() and publishing.exception() is None:
+            offsets.finish(offset)
 
     def _remember_finished(self, request_id: str) -> None:
         self._finished[request_id] = None
         if len(self._finished) > self.settings.finished_memory:
             self._finished.popitem(last=False)
 
-    async def _produce(self, records: list[OutgoingRecord]) -> None:
-        assert self._producer is not None
-        deliveries = [
-            await self._producer.send(
-                record.topic,
-                value=record.value,
-                key=record.key,
-                headers=record.headers,
-                partition=record.partition,
-            )
-            for record in records
-        ]
-        await asyncio.gather(*deliveries)
-
-    async def _produce_then_finish(
-        self, records: list[OutgoingRecord], partition: TopicPartition, offset: int
-    ) -> None:
-        # The offset becomes committable only once Kafka has acknowledged the
-        # records (acks=all): this is what makes the outcome at-least-once.
-        await self._produce(records)
-        offsets = self._offsets.get(partition)
-        if offsets is not None:
-            offsets.finish(offset)
-
-    def _spawn(self, work: Coroutine[Any, Any, None], *, publishing: bool = False) -> None:
+    def _spawn(
+        self, work: Coroutine[Any, Any, None], *, publishing: bool = False
+    ) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         if publishing:
             self._publishing.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         self._publishing.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("coordinator task failed", exc_info=task.exception())
+
+    def _loop_done(self, loop: asyncio.Task[None]) -> None:
+        if self._running and not loop.cancelled() and loop.exception() is not None:
+            logger.critical("coordinator loop %s died", loop.get_name(), exc_info=loop.exception())
 
     # -- deadlines -----------------------------------------------------------
 
@@ -523,6 +690,7 @@ class SagaCoordinator:
                 self._deliver(
                     deadline.request_id,
                     CallTimedOut(call=deadline.call, attempt=deadline.attempt, at_ms=now),
+                    run=deadline.run,
                 )
             next_at = self._deadlines.next_at_ms()
             wait_s = 1.0 if next_at is None else max(next_at - self._clock(), 0) / 1000
@@ -533,8 +701,11 @@ class SagaCoordinator:
     # -- rebalancing -----------------------------------------------------------
 
     async def _partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        with contextlib.suppress(CommitFailedError, KafkaError):
-            await self._commit()
+        # Let results already on their way land first, so their offsets commit
+        # and the next owner does not publish them again.
+        if self._publishing:
+            await asyncio.wait(self._publishing, timeout=_REVOKE_PUBLISH_WAIT_S)
+        await self._commit_bounded()
         # Sagas of a revoked request partition will run again on its new owner
         # (their offsets are not committed); finishing them here would give two results.
         for request_id, saga in list(self._sagas.items()):
@@ -542,6 +713,7 @@ class SagaCoordinator:
                 del self._sagas[request_id]
         for partition in revoked:
             self._offsets.pop(partition, None)
+        self._paused = False  # the next assignment starts unpaused
 
     def _partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if assigned:

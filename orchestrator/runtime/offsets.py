@@ -16,25 +16,34 @@ class PartitionOffsets:
 
     def __init__(self) -> None:
         self._order: deque[int] = deque()
-        self._finished: set[int] = set()
+        self._pending: set[int] = set()
         self._next: int | None = None
         self._committed: int | None = None
 
     def track(self, offset: int) -> None:
         """A record was fetched and is now in progress."""
+        if offset in self._pending:
+            return
         self._order.append(offset)
-        self._next = offset + 1
+        self._pending.add(offset)
+        self._next = offset + 1 if self._next is None else max(self._next, offset + 1)
 
     def finish(self, offset: int) -> None:
-        """A record's work is done (result or dead letter published)."""
-        self._finished.add(offset)
-        while self._order and self._order[0] in self._finished:
-            self._finished.discard(self._order.popleft())
+        """A record's work is done (result or dead letter published).
+
+        An offset that is not in progress (finished already, or never tracked
+        here) is ignored, so it can never move the committable offset.
+        """
+        if offset not in self._pending:
+            return
+        self._pending.discard(offset)
+        while self._order and self._order[0] not in self._pending:
+            self._order.popleft()
 
     @property
     def in_progress(self) -> int:
         """Records fetched and not finished."""
-        return len(self._order)
+        return len(self._pending)
 
     def committable(self) -> int | None:
         """The offset to commit now, or None if it has not moved since the last commit."""

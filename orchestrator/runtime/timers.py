@@ -15,6 +15,7 @@ class Deadline:
     request_id: str = field(compare=False)
     call: str = field(compare=False)
     attempt: int = field(compare=False)
+    run: int = field(compare=False, default=0)
 
 
 class DeadlineHeap:
@@ -31,10 +32,10 @@ class DeadlineHeap:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push(self, *, at_ms: int, request_id: str, call: str, attempt: int) -> bool:
+    def push(self, *, at_ms: int, request_id: str, call: str, attempt: int, run: int = 0) -> bool:
         """Add a deadline; returns True if it is now the earliest one."""
         self._sequence += 1
-        entry = Deadline(at_ms, self._sequence, request_id, call, attempt)
+        entry = Deadline(at_ms, self._sequence, request_id, call, attempt, run)
         heapq.heappush(self._heap, entry)
         return self._heap[0] is entry
 

@@ -1,4 +1,4 @@
-"""Create the topics the coordinator needs, and check their partition counts."""
+"""Check the topics the coordinator needs: create missing ones, compare partitions."""
 
 from __future__ import annotations
 
@@ -12,41 +12,79 @@ from orchestrator.errors import SetupError
 _ALREADY_EXISTS = 36
 
 
-async def ensure_topics(
-    bootstrap_servers: str, topics: Mapping[str, int], *, replication_factor: int = 0
+async def check_topics(
+    bootstrap_servers: str,
+    topics: Mapping[str, int],
+    *,
+    create: bool = True,
+    replication_factor: int = 0,
+    same_partitions: tuple[str, str] | None = None,
 ) -> dict[str, int]:
-    """Create missing topics (``name -> partitions``); return every topic's partition count.
+    """Make sure ``topics`` (``name -> partitions``) exist; return their partition counts.
 
-    ``replication_factor=0`` means three replicas, or one per broker on a smaller cluster.
+    Args:
+        bootstrap_servers: the cluster.
+        topics: what to check; the counts are used only when creating.
+        create: create missing topics; when False a missing topic is an error.
+        replication_factor: replicas of created topics; 0 means three, or one per
+            broker on a smaller cluster. Replicated topics get ``min.insync.replicas``
+            of one less, so ``acks=all`` really means more than one copy.
+        same_partitions: two topics that must have the same partition count.
+
+    Raises:
+        SetupError: a topic is missing (and not created), cannot be created, or the
+            pair in ``same_partitions`` differs.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, partitions, max(replication_factor, 1))
-            for name, partitions in topics.items()
-            if name not in existing
-        ]
+        missing = [name for name in topics if name not in existing]
+        if missing and not create:
+            raise SetupError(
+                f"Topics {', '.join(missing)} do not exist and ORCH_CREATE_TOPICS is false: "
+                "create them (the reply topic with as many partitions as the request topic)."
+            )
         if missing:
-            if replication_factor <= 0:
-                brokers = len((await admin.describe_cluster())["brokers"])
-                for topic in missing:
-                    topic.replication_factor = min(3, max(brokers, 1))
-            response = await admin.create_topics(missing)
-            for topic, code, *message in response.topic_errors:
-                if code not in (0, _ALREADY_EXISTS):
-                    raise SetupError(
-                        f"Kafka refused to create topic {topic!r} (error {code}: {message}); "
-                        "create it by hand or fix the broker's settings."
-                    )
-        return await _partition_counts(admin, list(topics))
+            await _create(admin, {name: topics[name] for name in missing}, replication_factor)
+        counts = await _partition_counts(admin, list(topics))
     finally:
         await admin.close()
+    if same_partitions is not None:
+        first, second = same_partitions
+        if counts[first] != counts[second]:
+            raise SetupError(
+                f"The topic {second!r} has {counts[second]} partitions and {first!r} has "
+                f"{counts[first]}: they must match so replies reach the instance that runs "
+                "the saga."
+            )
+    return counts
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, topics: Mapping[str, int], replication_factor: int
+) -> None:
+    if replication_factor <= 0:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        replication_factor = min(3, max(brokers, 1))
+    configs = {"min.insync.replicas": str(replication_factor - 1)} if replication_factor > 1 else {}
+    response = await admin.create_topics(
+        [
+            NewTopic(name, partitions, replication_factor, topic_configs=configs)
+            for name, partitions in topics.items()
+        ]
+    )
+    for topic, code, *message in response.topic_errors:
+        if code not in (0, _ALREADY_EXISTS):
+            raise SetupError(
+                f"Kafka refused to create topic {topic!r} (error {code}: {message}); "
+                "create it by hand or fix the broker's settings."
+            )
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
     # Fresh topics can take a moment to show their partitions in metadata.
+    counts: dict[str, int] = {}
     for _ in range(50):
         described = await admin.describe_topics(names)
         counts = {entry["topic"]: len(entry["partitions"]) for entry in described}

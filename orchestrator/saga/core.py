@@ -55,11 +55,15 @@ def decide(flow: CompiledFlow, state: SagaState, event: SagaEvent) -> Decision:
     """Apply one event to a running saga and return what to do next."""
     if state.status != "running":
         return state, []
-    step_name, index = parse_call_id(event.call)
+    try:
+        step_name, index = parse_call_id(event.call)
+    except ValueError:
+        return state, []  # not a call id this saga could have made
     progress = state.steps.get(step_name)
     slot = 0 if index is None else index
     if (
         progress is None
+        or slot < 0
         or progress.status != "running"
         or slot >= len(progress.done)
         or progress.done[slot]
@@ -313,4 +317,7 @@ def _finish(
 ) -> None:
     state.status = result["status"]
     state.finished_ms = now_ms
+    # Calls decided in this same step but not yet carried out are dropped: the
+    # request is over, nobody should be called for it any more.
+    actions[:] = [action for action in actions if not isinstance(action, DispatchCall)]
     actions.append(PublishResult(result=result))

@@ -26,11 +26,11 @@ def test_nothing_tracked_has_nothing_to_commit() -> None:
     [
         ([], 10, 4),
         ([10], 11, 3),
-        ([11], 10, 4),  # out of order: 10 still blocks
-        ([11, 12], 10, 4),
+        ([11], 10, 3),  # out of order: 10 still blocks
+        ([11, 12], 10, 2),
         ([11, 12, 10], 13, 1),
         ([13, 12, 11, 10], 14, 0),
-        ([10, 12], 11, 3),
+        ([10, 12], 11, 2),
     ],
 )
 def test_committable_is_the_first_unfinished_offset(
@@ -79,3 +79,22 @@ def test_committable_is_none_until_it_moves() -> None:
     assert partition.committable() is None  # still 3: unchanged
     partition.finish(3)
     assert partition.committable() == 4
+
+
+def test_an_offset_never_tracked_or_already_finished_changes_nothing() -> None:
+    partition = tracked(10, 11, 12)
+    partition.finish(10)
+    partition.finish(10)  # twice
+    partition.finish(5)  # never tracked here (e.g. from before a rebalance)
+    partition.finish(99)
+
+    assert partition.committable() == 11
+    assert partition.in_progress == 2
+
+
+def test_a_refetched_offset_is_tracked_once() -> None:
+    partition = tracked(10, 11)
+    partition.track(10)
+    partition.finish(10)
+
+    assert partition.committable() == 11
