@@ -26,7 +26,6 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +47,8 @@ from orchestrator.flow_files import FlowRegistry
 from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute, build_routes
 from orchestrator.runtime.intake import RejectedRequest, admit
 from orchestrator.runtime.offsets import PartitionOffsets
+from orchestrator.runtime.outbox import Outbox
+from orchestrator.runtime.partitions import PartitionBook
 from orchestrator.runtime.publisher import Publisher
 from orchestrator.runtime.records import (
     OutgoingRecord,
@@ -77,7 +78,6 @@ logger = logging.getLogger(__name__)
 _ADAPTER_GRACE_MS = 100
 _STOP_PUBLISH_WAIT_S = 10.0
 _REVOKE_PUBLISH_WAIT_S = 2.0
-_COMMIT_TIMEOUT_S = 5.0
 INTERNAL_ERROR = "orchestrator.internal_error"
 
 Clock = Callable[[], int]
@@ -133,18 +133,14 @@ class SagaCoordinator:
         self._routes = build_routes(registry.catalog, http_client=self._http)
         self._runs = itertools.count(1)
         self._sagas: dict[str, _Saga] = {}
-        self._publishing_results: dict[str, asyncio.Task[None]] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
-        self._offsets: dict[TopicPartition, PartitionOffsets] = {}
+        self._outbox = Outbox(finished_memory=settings.finished_memory)
+        self._partitions = PartitionBook(request_topic=settings.request_topic)
         self._deadlines = DeadlineHeap()
         self._deadline_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._publishing: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
-        self._publisher: Publisher | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self._paused = False
         self._running = False
         self.assigned = asyncio.Event()
         """Set once the consumer has been assigned partitions (useful in tests)."""
@@ -179,7 +175,7 @@ class SagaCoordinator:
             linger_ms=2,
         )
         await self._producer.start()
-        self._publisher = Publisher(self._producer)
+        self._outbox.publisher = Publisher(self._producer)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id,
@@ -215,13 +211,13 @@ class SagaCoordinator:
         await asyncio.gather(*self._loops, return_exceptions=True)
         # Results and dead letters already on their way are let through, so
         # their offsets can be committed and no one re-runs those requests.
-        if self._publishing:
-            await asyncio.wait(self._publishing, timeout=_STOP_PUBLISH_WAIT_S)
+        await self._outbox.drain(_STOP_PUBLISH_WAIT_S)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._outbox.aclose()
         if self._consumer is not None:
-            await self._commit_bounded()
+            await self._partitions.commit(self._consumer)
             await self._consumer.stop()
             self._consumer = None
         if self._producer is not None:
@@ -255,7 +251,9 @@ class SagaCoordinator:
         assert self._consumer is not None
         last_commit = self._clock()
         while self._running:
-            self._apply_backpressure()
+            self._partitions.apply_backpressure(
+                self._consumer, in_flight=len(self._sagas), limit=self.settings.max_in_flight
+            )
             try:
                 batch = await self._consumer.getmany(
                     timeout_ms=100, max_records=self.settings.max_batch
@@ -278,58 +276,10 @@ class SagaCoordinator:
             now = self._clock()
             if now - last_commit >= self.settings.commit_interval_ms:
                 last_commit = now
-                await self._commit_bounded()
-
-    def _apply_backpressure(self) -> None:
-        """Stop fetching requests while too many sagas run; replies keep flowing."""
-        assert self._consumer is not None
-        requests = [
-            partition
-            for partition in self._consumer.assignment()
-            if partition.topic == self.settings.request_topic
-        ]
-        limit = self.settings.max_in_flight
-        if not self._paused and len(self._sagas) >= limit:
-            self._consumer.pause(*requests)
-            self._paused = True
-            logger.info("%d sagas in flight: pausing requests", len(self._sagas))
-        elif self._paused and len(self._sagas) <= limit // 2:
-            self._consumer.resume(*requests)
-            self._paused = False
-
-    def _track(self, partition: TopicPartition, offset: int) -> PartitionOffsets:
-        offsets = self._offsets.get(partition)
-        if offsets is None:
-            offsets = self._offsets[partition] = PartitionOffsets()
-        offsets.track(offset)
-        return offsets
-
-    async def _commit_bounded(self) -> None:
-        # aiokafka retries a commit for as long as the group coordinator is
-        # unknown; bounded, so an unreachable broker cannot hang a stop or a poll.
-        try:
-            await asyncio.wait_for(self._commit(), timeout=_COMMIT_TIMEOUT_S)
-        except (TimeoutError, KafkaError) as error:
-            logger.warning("offset commit failed (%r); will retry", error)
-
-    async def _commit(self) -> None:
-        if self._consumer is None:
-            return
-        assignment = self._consumer.assignment()
-        due = {}
-        for partition, offsets in self._offsets.items():
-            position = offsets.committable()
-            if position is not None and partition in assignment:
-                due[partition] = (offsets, position)
-        if due:
-            await self._consumer.commit(
-                {partition: position for partition, (_, position) in due.items()}
-            )
-            for offsets, position in due.values():
-                offsets.committed(position)
+                await self._partitions.commit(self._consumer)
 
     def _on_request(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
-        offsets = self._track(partition, record.offset)
+        offsets = self._partitions.track(partition, record.offset)
         headers = cloudevents.headers_to_dict(record.headers)
         decision = admit(
             value=record.value, key=record.key, headers=headers, registry=self.registry
@@ -338,16 +288,13 @@ class SagaCoordinator:
             self._reject(partition, record, decision)
             return
         request_id = decision.request_id
-        publishing = self._publishing_results.get(request_id)
-        if publishing is not None:
-            # A duplicate whose original's result is on its way: it is done once that is.
-            self._spawn(self._finish_after(publishing, offsets, record.offset))
-            return
-        if request_id in self._sagas or request_id in self._finished:
+        if request_id in self._sagas or self._outbox.answered(request_id):
+            # The original's record holds the partition's commit until it is
+            # answered; this one is done once that answer is acknowledged.
             logger.info(
                 "dropping duplicate request %s at %s@%d", request_id, partition, record.offset
             )
-            offsets.finish(record.offset)
+            self._outbox.finish_duplicate(request_id, offsets=offsets, offset=record.offset)
             return
         state, actions = start_saga(
             decision.flow, request_id=request_id, input=decision.input, now_ms=self._clock()
@@ -396,10 +343,7 @@ class SagaCoordinator:
         ]
         request_id = rejected.request_id
         answered = (
-            request_id is None
-            or request_id in self._finished
-            or request_id in self._sagas
-            or request_id in self._publishing_results
+            request_id is None or request_id in self._sagas or self._outbox.answered(request_id)
         )
         # A bad duplicate of a request that runs or ran gets no second result.
         if not answered:
@@ -412,16 +356,12 @@ class SagaCoordinator:
                 now_ms=self._clock(),
             )
             outgoing.append(self._result_record(result))
-        offsets = self._offsets[partition]
-        self._spawn(
-            self._publish_then_finish(
-                outgoing,
-                request_id=None if answered else request_id,
-                offsets=offsets,
-                offset=record.offset,
-                what=f"the dead letter of {_where(partition, record.offset)}",
-            ),
-            publishing=True,
+        self._outbox.send_dead_letter(
+            outgoing,
+            answers=None if answered else request_id,
+            offsets=self._partitions.track(partition, record.offset),
+            offset=record.offset,
+            what=f"the dead letter of {_where(partition, record.offset)}",
         )
 
     def _dead_letter(
@@ -445,7 +385,7 @@ class SagaCoordinator:
         )
 
     def _on_reply(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
-        offsets = self._track(partition, record.offset)
+        offsets = self._partitions.track(partition, record.offset)
         try:
             reply = StepReply.model_validate(orjson.loads(record.value or b""))
             request_id, call, attempt = parse_correlation_id(reply.correlation_id)
@@ -453,15 +393,12 @@ class SagaCoordinator:
             reason = f"not a valid step reply: {str(error).splitlines()[0]}"
             logger.warning("dead-lettering reply %s@%d: %s", partition, record.offset, reason)
             dead = self._dead_letter(partition, record, code="reply.invalid", reason=reason)
-            self._spawn(
-                self._publish_then_finish(
-                    [dead],
-                    request_id=None,
-                    offsets=offsets,
-                    offset=record.offset,
-                    what=f"the dead letter of {_where(partition, record.offset)}",
-                ),
-                publishing=True,
+            self._outbox.send_dead_letter(
+                [dead],
+                answers=None,
+                offsets=offsets,
+                offset=record.offset,
+                what=f"the dead letter of {_where(partition, record.offset)}",
             )
             return
         # A reply only updates in-memory state; if this instance crashes, the
@@ -545,9 +482,9 @@ class SagaCoordinator:
             self._deadline_changed.set()
 
     async def _send_command(self, record: OutgoingRecord, action: DispatchCall) -> None:
-        assert self._publisher is not None
+        assert self._outbox.publisher is not None
         try:
-            await self._publisher.send([record])
+            await self._outbox.publisher.send([record])
         except Exception:
             # The deadline will fail the call; nothing else waits on this record.
             logger.exception("could not send the command %s", action.correlation_id)
@@ -610,70 +547,22 @@ class SagaCoordinator:
         except (TypeError, ValueError) as error:  # orjson.JSONEncodeError is a TypeError
             logger.error("the result of %s is not encodable: %s", request_id, error)
             records, backup = fallback, None
-        task = self._spawn(
-            self._publish_then_finish(
-                records,
-                request_id=request_id,
-                offsets=saga.offsets,
-                offset=saga.offset,
-                what=f"the result of {request_id} ({_where(saga.partition, saga.offset)})",
-                fallback=backup,
-            ),
-            publishing=True,
+        self._outbox.send_result(
+            request_id,
+            records,
+            fallback=backup,
+            offsets=saga.offsets,
+            offset=saga.offset,
+            what=f"the result of {request_id} ({_where(saga.partition, saga.offset)})",
         )
-        self._publishing_results[request_id] = task
 
-    async def _publish_then_finish(
-        self,
-        records: list[OutgoingRecord],
-        *,
-        request_id: str | None,
-        offsets: PartitionOffsets,
-        offset: int,
-        what: str,
-        fallback: list[OutgoingRecord] | None = None,
-    ) -> None:
-        # The offset becomes committable only once Kafka has acknowledged the
-        # records (acks=all): this is what makes the outcome at-least-once.
-        assert self._publisher is not None
-        try:
-            await self._publisher.send_until_acknowledged(records, fallback=fallback, what=what)
-        except Exception:
-            logger.error("%s was not published: its offset stays uncommitted", what)
-            raise
-        finally:
-            if request_id is not None:
-                self._publishing_results.pop(request_id, None)
-        if request_id is not None:
-            self._remember_finished(request_id)
-        offsets.finish(offset)
-
-    async def _finish_after(
-        self, publishing: asyncio.Task[None], offsets: PartitionOffsets, offset: int
-    ) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(publishing)
-        if publishing.done() and not publishing.cancelled() and publishing.exception() is None:
-            offsets.finish(offset)
-
-    def _remember_finished(self, request_id: str) -> None:
-        self._finished[request_id] = None
-        if len(self._finished) > self.settings.finished_memory:
-            self._finished.popitem(last=False)
-
-    def _spawn(
-        self, work: Coroutine[Any, Any, None], *, publishing: bool = False
-    ) -> asyncio.Task[None]:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
-        if publishing:
-            self._publishing.add(task)
         task.add_done_callback(self._task_done)
-        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        self._publishing.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("coordinator task failed", exc_info=task.exception())
 
@@ -703,17 +592,15 @@ class SagaCoordinator:
     async def _partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Let results already on their way land first, so their offsets commit
         # and the next owner does not publish them again.
-        if self._publishing:
-            await asyncio.wait(self._publishing, timeout=_REVOKE_PUBLISH_WAIT_S)
-        await self._commit_bounded()
+        await self._outbox.drain(_REVOKE_PUBLISH_WAIT_S)
+        if self._consumer is not None:
+            await self._partitions.commit(self._consumer)
         # Sagas of a revoked request partition will run again on its new owner
         # (their offsets are not committed); finishing them here would give two results.
         for request_id, saga in list(self._sagas.items()):
             if saga.partition in revoked:
                 del self._sagas[request_id]
-        for partition in revoked:
-            self._offsets.pop(partition, None)
-        self._paused = False  # the next assignment starts unpaused
+        self._partitions.forget(revoked)
 
     def _partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if assigned:

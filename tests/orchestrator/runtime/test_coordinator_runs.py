@@ -57,7 +57,7 @@ async def test_deadline_of_a_revoked_run_does_not_time_out_the_re_run() -> None:
         clock=lambda: now[0],
     )
     producer = RecordingProducer()
-    coordinator._publisher = Publisher(producer)  # type: ignore[arg-type]
+    coordinator._outbox.publisher = Publisher(producer)  # type: ignore[arg-type]
     partition = TopicPartition("req", 0)
 
     coordinator._on_request(partition, request_record(0, "r-1"))  # deadline at t=10 s
