@@ -22,11 +22,10 @@ Delivery guarantees encoded here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +40,10 @@ from pydantic import ValidationError
 from contracts import cloudevents
 from contracts.events import StepReply
 from handlers.http import build_http_client
-from handlers.outcome import CallOutcome
 from orchestrator.flow import CompiledFlow
 from orchestrator.flow_files import FlowRegistry
-from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute, build_routes
+from orchestrator.runtime.adapters import KafkaRoute, build_routes
+from orchestrator.runtime.dispatcher import CallDispatcher
 from orchestrator.runtime.intake import RejectedRequest, admit
 from orchestrator.runtime.offsets import PartitionOffsets
 from orchestrator.runtime.outbox import Outbox
@@ -52,15 +51,12 @@ from orchestrator.runtime.partitions import PartitionBook
 from orchestrator.runtime.publisher import Publisher
 from orchestrator.runtime.records import (
     OutgoingRecord,
-    command_record,
     dead_letter_record,
     result_record,
 )
-from orchestrator.runtime.timers import DeadlineHeap
 from orchestrator.runtime.topics import check_topics
 from orchestrator.saga import (
     CallReplied,
-    CallTimedOut,
     DispatchCall,
     PublishResult,
     SagaAction,
@@ -75,7 +71,6 @@ from orchestrator.settings import CoordinatorSettings
 
 logger = logging.getLogger(__name__)
 
-_ADAPTER_GRACE_MS = 100
 _STOP_PUBLISH_WAIT_S = 10.0
 _REVOKE_PUBLISH_WAIT_S = 2.0
 INTERNAL_ERROR = "orchestrator.internal_error"
@@ -135,9 +130,9 @@ class SagaCoordinator:
         self._sagas: dict[str, _Saga] = {}
         self._outbox = Outbox(finished_memory=settings.finished_memory)
         self._partitions = PartitionBook(request_topic=settings.request_topic)
-        self._deadlines = DeadlineHeap()
-        self._deadline_changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dispatcher = CallDispatcher(
+            routes=self._routes, settings=settings, clock=clock, deliver=self._deliver
+        )
         self._loops: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -175,7 +170,7 @@ class SagaCoordinator:
             linger_ms=2,
         )
         await self._producer.start()
-        self._outbox.publisher = Publisher(self._producer)
+        self._outbox.publisher = self._dispatcher.publisher = Publisher(self._producer)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id,
@@ -193,7 +188,7 @@ class SagaCoordinator:
         self._running = True
         self._loops = [
             asyncio.create_task(self._consume_loop(), name="coordinator-consume"),
-            asyncio.create_task(self._deadline_loop(), name="coordinator-deadlines"),
+            asyncio.create_task(self._dispatcher.run_deadlines(), name="coordinator-deadlines"),
         ]
         for loop in self._loops:
             loop.add_done_callback(self._loop_done)
@@ -205,16 +200,13 @@ class SagaCoordinator:
         uncommitted, so the next owner of the partition runs them again.
         """
         self._running = False
-        self._deadline_changed.set()
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         # Results and dead letters already on their way are let through, so
         # their offsets can be committed and no one re-runs those requests.
         await self._outbox.drain(_STOP_PUBLISH_WAIT_S)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._dispatcher.aclose()
         await self._outbox.aclose()
         if self._consumer is not None:
             await self._partitions.commit(self._consumer)
@@ -434,7 +426,9 @@ class SagaCoordinator:
         try:
             for action in actions:
                 if isinstance(action, DispatchCall):
-                    self._dispatch(saga, action)
+                    self._dispatcher.dispatch(
+                        action, reply_partition=saga.partition.partition, run=saga.run
+                    )
                 elif isinstance(action, PublishResult):
                     self._publish_result(saga, action.result)
         except Exception as error:
@@ -457,69 +451,6 @@ class SagaCoordinator:
             now_ms=self._clock(),
         )
         self._publish_result(saga, result)
-
-    def _dispatch(self, saga: _Saga, action: DispatchCall) -> None:
-        route = self._routes[action.service]
-        if isinstance(route, KafkaRoute):
-            record = command_record(
-                action,
-                topic=route.command_topic,
-                reply_topic=self.settings.reply_topic,
-                reply_partition=saga.partition.partition,
-                source=self.settings.source,
-                now_ms=self._clock(),
-            )
-            self._spawn(self._send_command(record, action))
-        else:
-            self._spawn(self._call_in_process(route, action, run=saga.run))
-        if self._deadlines.push(
-            at_ms=action.deadline_ms,
-            request_id=action.request_id,
-            call=action.call,
-            attempt=action.attempt,
-            run=saga.run,
-        ):
-            self._deadline_changed.set()
-
-    async def _send_command(self, record: OutgoingRecord, action: DispatchCall) -> None:
-        assert self._outbox.publisher is not None
-        try:
-            await self._outbox.publisher.send([record])
-        except Exception:
-            # The deadline will fail the call; nothing else waits on this record.
-            logger.exception("could not send the command %s", action.correlation_id)
-
-    async def _call_in_process(
-        self, adapter: InProcessAdapter, action: DispatchCall, *, run: int
-    ) -> None:
-        # A little past the deadline, so the saga's own timer decides (step.timeout)
-        # and the adapter's timeout is only the backstop that frees the connection.
-        timeout_s = (max(action.deadline_ms - self._clock(), 1) + _ADAPTER_GRACE_MS) / 1000
-        try:
-            outcome = await adapter.call(
-                action.operation,
-                action.input,
-                idempotency_key=action.idempotency_key,
-                timeout_s=timeout_s,
-            )
-        except Exception as error:
-            logger.exception("adapter %s raised", action.service)
-            outcome = CallOutcome.technical_error(
-                "adapter.exception", f"{type(error).__name__}: {error}"
-            )
-        self._deliver(
-            action.request_id,
-            CallReplied(
-                call=action.call,
-                attempt=action.attempt,
-                status=outcome.status,
-                at_ms=self._clock(),
-                output=outcome.output,
-                error_code=outcome.error_code,
-                error_message=outcome.error_message,
-            ),
-            run=run,
-        )
 
     def _result_record(self, result: dict[str, Any]) -> OutgoingRecord:
         return result_record(result, topic=self.settings.result_topic, source=self.settings.source)
@@ -556,36 +487,9 @@ class SagaCoordinator:
             what=f"the result of {request_id} ({_where(saga.partition, saga.offset)})",
         )
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("coordinator task failed", exc_info=task.exception())
-
     def _loop_done(self, loop: asyncio.Task[None]) -> None:
         if self._running and not loop.cancelled() and loop.exception() is not None:
             logger.critical("coordinator loop %s died", loop.get_name(), exc_info=loop.exception())
-
-    # -- deadlines -----------------------------------------------------------
-
-    async def _deadline_loop(self) -> None:
-        while self._running:
-            now = self._clock()
-            for deadline in self._deadlines.pop_due(now):
-                self._deliver(
-                    deadline.request_id,
-                    CallTimedOut(call=deadline.call, attempt=deadline.attempt, at_ms=now),
-                    run=deadline.run,
-                )
-            next_at = self._deadlines.next_at_ms()
-            wait_s = 1.0 if next_at is None else max(next_at - self._clock(), 0) / 1000
-            self._deadline_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._deadline_changed.wait(), timeout=wait_s)
 
     # -- rebalancing -----------------------------------------------------------
 

@@ -19,6 +19,7 @@ from orchestrator.flow import compile_flow
 from orchestrator.flow_files import FlowRegistry
 from orchestrator.runtime.coordinator import SagaCoordinator
 from orchestrator.runtime.publisher import Publisher
+from orchestrator.saga import CallTimedOut
 from orchestrator.settings import CoordinatorSettings
 
 
@@ -57,7 +58,8 @@ async def test_deadline_of_a_revoked_run_does_not_time_out_the_re_run() -> None:
         clock=lambda: now[0],
     )
     producer = RecordingProducer()
-    coordinator._outbox.publisher = Publisher(producer)  # type: ignore[arg-type]
+    publisher = Publisher(producer)  # type: ignore[arg-type]
+    coordinator._outbox.publisher = coordinator._dispatcher.publisher = publisher
     partition = TopicPartition("req", 0)
 
     coordinator._on_request(partition, request_record(0, "r-1"))  # deadline at t=10 s
@@ -66,9 +68,8 @@ async def test_deadline_of_a_revoked_run_does_not_time_out_the_re_run() -> None:
     coordinator._partitions_assigned({partition})
     coordinator._on_request(partition, request_record(0, "r-1"))  # re-run: deadline t=19 s
     now[0] = 10_000
-    for deadline in coordinator._deadlines.pop_due(now[0]):  # what the deadline loop does
-        from orchestrator.saga import CallTimedOut
-
+    # What the deadline loop does at t=10 s:
+    for deadline in coordinator._dispatcher.deadlines.pop_due(now[0]):
         coordinator._deliver(
             deadline.request_id,
             CallTimedOut(call=deadline.call, attempt=deadline.attempt, at_ms=now[0]),

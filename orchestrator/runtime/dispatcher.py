@@ -1,0 +1,149 @@
+"""Carry out the saga core's calls: in-process adapters, or step commands on Kafka.
+
+Every call also gets a deadline in one heap, served by one loop; the answer (or
+the timeout) goes back to the coordinator as a saga event, tagged with the run
+that made the call so that a re-run of the request is not answered by an old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from handlers.outcome import CallOutcome
+from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute
+from orchestrator.runtime.publisher import Publisher
+from orchestrator.runtime.records import command_record
+from orchestrator.runtime.timers import DeadlineHeap
+from orchestrator.saga import CallReplied, CallTimedOut, DispatchCall, SagaEvent
+from orchestrator.settings import CoordinatorSettings
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_GRACE_MS = 100
+"""In-process calls may run this much past their deadline, so the saga's own timer
+decides (``step.timeout``) and the adapter's timeout only frees the connection."""
+
+
+class Deliver(Protocol):
+    """Hands a call's answer to its saga (the coordinator)."""
+
+    def __call__(self, request_id: str, event: SagaEvent, *, run: int | None) -> None: ...
+
+
+class CallDispatcher:
+    """Performs calls and times them out."""
+
+    def __init__(
+        self,
+        *,
+        routes: dict[str, InProcessAdapter | KafkaRoute],
+        settings: CoordinatorSettings,
+        clock: Callable[[], int],
+        deliver: Deliver,
+    ) -> None:
+        self.publisher: Publisher | None = None
+        """Set once the producer runs."""
+        self.deadlines = DeadlineHeap()
+        self._routes = routes
+        self._settings = settings
+        self._clock = clock
+        self._deliver = deliver
+        self._deadline_changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def dispatch(self, action: DispatchCall, *, reply_partition: int, run: int) -> None:
+        """Start one call and arm its deadline."""
+        route = self._routes[action.service]
+        if isinstance(route, KafkaRoute):
+            self._spawn(self._send_command(action, route, reply_partition=reply_partition))
+        else:
+            self._spawn(self._call_in_process(route, action, run=run))
+        if self.deadlines.push(
+            at_ms=action.deadline_ms,
+            request_id=action.request_id,
+            call=action.call,
+            attempt=action.attempt,
+            run=run,
+        ):
+            self._deadline_changed.set()
+
+    async def run_deadlines(self) -> None:
+        """Deliver each deadline as it falls due; runs until cancelled."""
+        while True:
+            now = self._clock()
+            for deadline in self.deadlines.pop_due(now):
+                self._deliver(
+                    deadline.request_id,
+                    CallTimedOut(call=deadline.call, attempt=deadline.attempt, at_ms=now),
+                    run=deadline.run,
+                )
+            next_at = self.deadlines.next_at_ms()
+            wait_s = 1.0 if next_at is None else max(next_at - self._clock(), 0) / 1000
+            # No await between computing the wait and clearing: a push that makes
+            # an earlier deadline cannot slip in between and be missed.
+            self._deadline_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._deadline_changed.wait(), timeout=wait_s)
+
+    async def aclose(self) -> None:
+        """Abandon calls in progress (their sagas re-run on the partition's next owner)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _send_command(
+        self, action: DispatchCall, route: KafkaRoute, *, reply_partition: int
+    ) -> None:
+        assert self.publisher is not None
+        try:
+            record = command_record(
+                action,
+                topic=route.command_topic,
+                reply_topic=self._settings.reply_topic,
+                reply_partition=reply_partition,
+                source=self._settings.source,
+                now_ms=self._clock(),
+            )
+            await self.publisher.send([record])
+        except Exception:
+            # The deadline will fail the call; nothing else waits on this record.
+            logger.exception("could not send the command %s", action.correlation_id)
+
+    async def _call_in_process(
+        self, adapter: InProcessAdapter, action: DispatchCall, *, run: int
+    ) -> None:
+        timeout_s = (max(action.deadline_ms - self._clock(), 1) + ADAPTER_GRACE_MS) / 1000
+        try:
+            outcome = await adapter.call(
+                action.operation,
+                action.input,
+                idempotency_key=action.idempotency_key,
+                timeout_s=timeout_s,
+            )
+        except Exception as error:
+            logger.exception("adapter %s raised", action.service)
+            outcome = CallOutcome.technical_error(
+                "adapter.exception", f"{type(error).__name__}: {error}"
+            )
+        self._deliver(
+            action.request_id,
+            CallReplied(
+                call=action.call,
+                attempt=action.attempt,
+                status=outcome.status,
+                at_ms=self._clock(),
+                output=outcome.output,
+                error_code=outcome.error_code,
+                error_message=outcome.error_message,
+            ),
+            run=run,
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
