@@ -30,6 +30,7 @@ from orchestrator.saga import (
     decide,
     start_saga,
 )
+from orchestrator.saga.state import parse_call_id
 
 Answer = Callable[[Any], Any]
 """A fake operation: gets the call input, returns the output or a :class:`CallOutcome`."""
@@ -121,8 +122,6 @@ class FlowRun:
                 self.results.append(action.result)
 
     def _is_answered(self, call: str) -> bool:
-        from orchestrator.saga.state import parse_call_id
-
         step, index = parse_call_id(call)
         progress = self.state.steps[step]
         slot = 0 if index is None else index

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -121,24 +122,25 @@ def _inventory_worker(bootstrap: str, command_topic: str, dead_letter_topic: str
         dead_letter_topic,
     ]
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    say(f"Started the inventory adapter (Kafka-native, pid {process.pid}) on {command_topic}.")
-    try:
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
+    # Its errors go to a file, not a pipe: a pipe nobody reads can fill and block it.
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        say(f"Started the inventory adapter (Kafka-native, pid {process.pid}) on {command_topic}.")
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.returncode not in (0, -signal.SIGTERM) and process.stderr is not None:
-            say(
-                f"The inventory adapter exited with {process.returncode}: "
-                f"{process.stderr.read().decode()[-2000:]}"
-            )
-        if process.stderr is not None:
-            process.stderr.close()
+            yield
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.returncode not in (0, -signal.SIGTERM):
+                errors.seek(0)
+                say(
+                    f"The inventory adapter exited with {process.returncode}: "
+                    f"{errors.read().decode(errors='replace')[-2000:]}"
+                )
 
 
 async def _dead_letters(settings: CoordinatorSettings, *, expect: int) -> list[str]:

@@ -40,14 +40,19 @@ class DemoHttpServices:
     the servers' base URLs.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, base_port: int = 0) -> None:
+        """``base_port`` 0 picks free ports; otherwise orders, users, stores and
+        products listen on ``base_port`` to ``base_port + 3`` (the catalog's defaults
+        are 8101 to 8104)."""
         self._stack = ExitStack()
+        self._base_port = base_port
         self.servers: dict[str, JsonHttpServer] = {}
 
     def __enter__(self) -> DemoHttpServices:
-        for name in COLLECTIONS:
+        for number, name in enumerate(COLLECTIONS):
+            port = self._base_port + number if self._base_port else 0
             self.servers[name] = self._stack.enter_context(
-                JsonHttpServer(collection_route(name), name=name)
+                JsonHttpServer(collection_route(name), port=port, name=name)
             )
         return self
 
