@@ -48,7 +48,7 @@ from orchestrator.runtime.intake import RejectedRequest, admit
 from orchestrator.runtime.offsets import PartitionOffsets
 from orchestrator.runtime.outbox import Outbox
 from orchestrator.runtime.partitions import PartitionBook
-from orchestrator.runtime.publisher import Publisher
+from orchestrator.runtime.publisher import Fallback, Publisher
 from orchestrator.runtime.records import (
     OutgoingRecord,
     dead_letter_record,
@@ -458,26 +458,25 @@ class SagaCoordinator:
     def _publish_result(self, saga: _Saga, result: dict[str, Any]) -> None:
         request_id = saga.state.request_id
         del self._sagas[request_id]
+
         # If the result cannot be published (not encodable, too large), a small
         # failed result saying so takes its place: one answer, never none.
-        fallback = [
-            self._result_record(
-                rejected_result(
-                    request_id=request_id,
-                    flow=saga.flow.name,
-                    code=INTERNAL_ERROR,
-                    message=(
-                        "the composed result could not be published (too large or not encodable)"
-                    ),
-                    now_ms=self._clock(),
-                )
+        def fallback() -> list[OutgoingRecord]:
+            failed = rejected_result(
+                request_id=request_id,
+                flow=saga.flow.name,
+                code=INTERNAL_ERROR,
+                message="the composed result could not be published (too large or not encodable)",
+                now_ms=self._clock(),
             )
-        ]
+            return [self._result_record(failed)]
+
+        backup: Fallback | None = fallback
         try:
-            records, backup = [self._result_record(result)], fallback
+            records = [self._result_record(result)]
         except (TypeError, ValueError) as error:  # orjson.JSONEncodeError is a TypeError
             logger.error("the result of %s is not encodable: %s", request_id, error)
-            records, backup = fallback, None
+            records, backup = fallback(), None
         self._outbox.send_result(
             request_id,
             records,

@@ -21,7 +21,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from orchestrator.runtime.offsets import PartitionOffsets
-from orchestrator.runtime.publisher import Publisher
+from orchestrator.runtime.publisher import Fallback, Publisher
 from orchestrator.runtime.records import OutgoingRecord
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Outbox:
         request_id: str,
         records: list[OutgoingRecord],
         *,
-        fallback: list[OutgoingRecord] | None,
+        fallback: Fallback | None,
         offsets: PartitionOffsets,
         offset: int,
         what: str,
@@ -111,7 +111,7 @@ class Outbox:
         records: list[OutgoingRecord],
         *,
         request_id: str | None,
-        fallback: list[OutgoingRecord] | None,
+        fallback: Fallback | None,
         offsets: PartitionOffsets,
         offset: int,
         what: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
 
@@ -21,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
+
+
+Fallback = Callable[[], list[OutgoingRecord]]
+"""Builds the records to publish instead, only when they are needed."""
 
 
 def is_retriable(error: BaseException) -> bool:
@@ -52,10 +57,10 @@ class Publisher:
         self,
         records: list[OutgoingRecord],
         *,
-        fallback: list[OutgoingRecord] | None,
+        fallback: Fallback | None,
         what: str,
     ) -> None:
-        """Send ``records``; retry transient errors, use ``fallback`` on a permanent one.
+        """Send ``records``; retry transient errors, use ``fallback()`` on a permanent one.
 
         Raises:
             Exception: the permanent error, when there is no fallback (or it failed too).
@@ -81,4 +86,4 @@ class Publisher:
                 logger.error(
                     "publishing %s failed for good (%r); publishing its fallback", what, error
                 )
-                records, fallback = fallback, None
+                records, fallback = fallback(), None
