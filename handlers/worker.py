@@ -12,8 +12,10 @@ replaced by a ``technical_error`` reply (``reply.undeliverable``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,7 @@ from pydantic import ValidationError
 from contracts import cloudevents
 from contracts.base import SCHEMA_VERSION
 from contracts.events import StepCommand
+from handlers.outcome import CallOutcome
 from handlers.sdk import Service
 
 logger = logging.getLogger(__name__)
@@ -74,9 +77,19 @@ class Unanswerable:
 
 
 async def answer_command(
-    service: Service, *, value: bytes, headers: dict[str, str], source: str
+    service: Service,
+    *,
+    value: bytes,
+    headers: dict[str, str],
+    source: str,
+    now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
 ) -> Reply | Unanswerable:
-    """Run the command in ``value`` and build its reply."""
+    """Run the command in ``value`` and build its reply.
+
+    A command past its ``deadline_ms`` is not run (the coordinator has already
+    timed the call out): it is answered ``command.expired``. A running operation is
+    cut off at the deadline (``adapter.timeout``), so a hung call frees the worker.
+    """
     reply_topic = headers.get(cloudevents.REPLY_TOPIC)
     reply_partition = headers.get(cloudevents.REPLY_PARTITION, "")
     if not reply_topic or not reply_partition.isdigit():
@@ -91,7 +104,21 @@ async def answer_command(
         return Unanswerable(
             "command.invalid", f"not a valid step command: {str(error).splitlines()[0]}"
         )
-    outcome = await service.invoke(command.operation, command.input)
+    remaining_ms = command.deadline_ms - now_ms()
+    if remaining_ms <= 0:
+        outcome = CallOutcome.technical_error(
+            "command.expired",
+            f"the command arrived {-remaining_ms} ms after its deadline; it was not run",
+        )
+    else:
+        try:
+            outcome = await asyncio.wait_for(
+                service.invoke(command.operation, command.input), remaining_ms / 1000
+            )
+        except TimeoutError:
+            outcome = CallOutcome.technical_error(
+                "adapter.timeout", f"{service.name}.{command.operation} ran past the deadline"
+            )
     payload: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "request_id": command.request_id,
@@ -108,7 +135,7 @@ async def answer_command(
             event_id=f"{command.correlation_id}:reply",
             event_type=cloudevents.TYPE_STEP_REPLY,
             source=source,
-            time_ms=time.time_ns() // 1_000_000,
+            time_ms=now_ms(),
             extensions=((cloudevents.CORRELATION_ID, command.correlation_id),),
         )
     }

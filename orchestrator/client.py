@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -20,6 +21,9 @@ from contracts import cloudevents
 from contracts.base import SCHEMA_VERSION
 from orchestrator.errors import SetupError
 from orchestrator.settings import CoordinatorSettings
+
+MAX_KEPT_RESULTS = 10_000
+"""Results a client remembers (the most recent ones), to wait for them later."""
 
 
 class ResultTimeoutError(TimeoutError):
@@ -48,7 +52,8 @@ class OrchestratorClient:
             enable_auto_commit=False,
             fetch_max_wait_ms=20,
         )
-        self._results: dict[str, dict[str, Any]] = {}
+        # Bounded: a long-lived client on a busy result topic must not grow forever.
+        self._results: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.duplicates: list[dict[str, Any]] = []
         """Result events seen more than once for the same request id."""
         self.received_at: dict[str, float] = {}
@@ -133,9 +138,16 @@ class OrchestratorClient:
                     if result["request_id"] in self._results:
                         self.duplicates.append(result)
                     else:
-                        self._results[result["request_id"]] = result
-                        self.received_at[result["request_id"]] = now
+                        self._keep(result, now)
         return self._results[request_id]
+
+    def _keep(self, result: dict[str, Any], received_at: float) -> None:
+        self._results[result["request_id"]] = result
+        self.received_at[result["request_id"]] = received_at
+        while len(self._results) > MAX_KEPT_RESULTS:
+            forgotten, _ = self._results.popitem(last=False)
+            self.received_at.pop(forgotten, None)
+        del self.duplicates[:-MAX_KEPT_RESULTS]
 
     async def run(
         self,

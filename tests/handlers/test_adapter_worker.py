@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +31,7 @@ def command(**overrides: Any) -> dict[str, Any]:
         "service": "inventory",
         "operation": "stock_levels",
         "input": {"product_ids": ["p-1", "p-404"]},
-        "deadline_ms": 10_000,
+        "deadline_ms": time.time_ns() // 1_000_000 + 60_000,  # a minute from now
         "correlation_id": "r-1:stock:2",
         "idempotency_key": "r-1:stock",
         **overrides,
