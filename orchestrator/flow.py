@@ -9,7 +9,7 @@ input schema is a valid JSON Schema. All problems are reported at once.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
@@ -83,13 +83,15 @@ class CompiledFlow:
     result: CompiledMapping
     input_validator: jsonschema.protocols.Validator
     source: str
+    _by_name: dict[str, CompiledStep] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The saga core looks a step up on every event: a dict, not a scan.
+        object.__setattr__(self, "_by_name", {step.name: step for step in self.steps})
 
     def step(self, name: str) -> CompiledStep:
-        """Return the step called ``name``."""
-        for step in self.steps:
-            if step.name == name:
-                return step
-        raise KeyError(name)
+        """Return the step called ``name`` (KeyError if there is none)."""
+        return self._by_name[name]
 
 
 def compile_flow(
@@ -256,9 +258,9 @@ def _check_templates(
     for template in (*operation.query.values(), *operation.headers.values()):
         needed |= compile_text(template).fields
     needed |= compile_json(operation.body).fields
-    for field in sorted(needed - provided):
+    for missing in sorted(needed - provided):
         problems.append(
-            f"{where}: {step.service}.{step.operation} needs input field '{field}', "
+            f"{where}: {step.service}.{step.operation} needs input field '{missing}', "
             "which the step's input does not set"
         )
 

@@ -70,13 +70,14 @@ class CoordinatorSettings:
         """Defaults, then ``ORCH_*``/``KAFKA_BOOTSTRAP_SERVERS`` variables, then ``overrides``."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        defaults = cls()
         if environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             values["bootstrap_servers"] = environ["KAFKA_BOOTSTRAP_SERVERS"]
         for field in fields(cls):
             raw = environ.get(f"ORCH_{field.name.upper()}")
             if raw is None or field.name == "bootstrap_servers":
                 continue
-            values[field.name] = _parse(field.name, raw, type(getattr(cls(), field.name)))
+            values[field.name] = _parse(field.name, raw, type(getattr(defaults, field.name)))
         values.update(overrides)
         return cls(**values)
 

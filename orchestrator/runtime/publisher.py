@@ -47,7 +47,6 @@ class Publisher:
                 value=record.value,
                 key=record.key,
                 headers=record.headers,
-                partition=record.partition,
             )
             for record in records
         ]

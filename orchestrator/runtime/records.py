@@ -25,7 +25,6 @@ class OutgoingRecord:
     key: bytes | None
     value: bytes
     headers: KafkaHeaders
-    partition: int | None = None
 
 
 def command_record(

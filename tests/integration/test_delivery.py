@@ -209,3 +209,36 @@ async def test_a_record_the_coordinator_fails_on_costs_only_that_record(
     assert "injected fault" in poisoned["errors"][0]["message"]
     assert dict(dead.headers)["dlq_code"] == b"orchestrator.internal_error"
     assert healthy["status"] == "completed"
+
+
+async def test_past_max_in_flight_requests_wait_in_kafka(settings: CoordinatorSettings) -> None:
+    from dataclasses import replace
+
+    gate = threading.Event()
+
+    def gated(call: HttpCall) -> RouteResult:
+        gate.wait(timeout=30)
+        return HTTPStatus.OK, {"id": call.segments[-1]}
+
+    # One record per poll, so the limit is checked between every two requests.
+    limited = replace(settings, max_in_flight=2, max_batch=1)
+    with JsonHttpServer(gated) as server:
+        registry = single_call_registry(base_url=server.url, timeout_ms=30_000)
+        async with (
+            SagaCoordinator(registry=registry, settings=limited) as coordinator,
+            OrchestratorClient(limited) as client,
+        ):
+            request_ids = [await client.send("one-call", {"id": str(n)}) for n in range(6)]
+            for _ in range(300):
+                if len(server.calls) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            # Generous window in which, unpaused, the other 4 would have been fetched.
+            await asyncio.sleep(1.5)
+            held = (coordinator.in_flight, len(server.calls))
+            gate.set()
+            results = [await client.wait_for(rid, timeout_s=60) for rid in request_ids]
+
+    assert held == (2, 2), "only max_in_flight sagas may run; the rest wait in Kafka"
+    assert [result["status"] for result in results] == ["completed"] * 6
+    assert len(server.calls) == 6

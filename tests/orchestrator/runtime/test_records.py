@@ -48,7 +48,7 @@ def test_command_record() -> None:
         now_ms=0,
     )
 
-    assert (record.topic, record.key, record.partition) == ("inventory.commands", b"r-1", None)
+    assert (record.topic, record.key) == ("inventory.commands", b"r-1")
     command = StepCommand.model_validate_json(record.value)
     assert command.model_dump() == {
         "schema_version": 1,
@@ -84,7 +84,7 @@ def test_command_record() -> None:
 def test_result_record() -> None:
     record = result_record(RESULT, topic="orch.results", source="urn:c")
 
-    assert (record.topic, record.key, record.partition) == ("orch.results", b"r-1", None)
+    assert (record.topic, record.key) == ("orch.results", b"r-1")
     assert ResultEvent.model_validate_json(record.value).model_dump() == RESULT
     headers = cloudevents.headers_to_dict(record.headers)
     assert cloudevents.missing_headers(headers) == []
@@ -115,12 +115,7 @@ def test_dead_letter_record_keeps_the_original(
         origin_offset=417,
     )
 
-    assert (record.topic, record.key, record.value, record.partition) == (
-        "orch.dlq",
-        key,
-        stored,
-        None,
-    )
+    assert (record.topic, record.key, record.value) == ("orch.dlq", key, stored)
     assert record.headers[: len(ORIGINAL_HEADERS)] == ORIGINAL_HEADERS
     assert record.headers[len(ORIGINAL_HEADERS) :] == [
         ("dlq_code", b"request.undecodable"),
