@@ -19,10 +19,18 @@ from contracts.events import (
     StepReply,
     StepSummary,
 )
-from contracts.flow import FlowDefaults, FlowDefinition, Mapping, StepDefinition
+from contracts.flow import (
+    CompensationDefinition,
+    FlowDefaults,
+    FlowDefinition,
+    Mapping,
+    RetryPolicy,
+    StepDefinition,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CompensationDefinition",
     "Contract",
     "ErrorDetail",
     "FlowDefaults",
@@ -35,6 +43,7 @@ __all__ = [
     "ReplyError",
     "RequestEvent",
     "ResultEvent",
+    "RetryPolicy",
     "ServiceCatalog",
     "ServiceDefinition",
     "StepCommand",

@@ -15,6 +15,9 @@ from contracts.base import Contract
 
 RequestId = str
 
+RESULT_SCHEMA_VERSION = 2
+"""Results are at version 2 (additive over 1); the other events are at 1."""
+
 
 class RequestEvent(Contract):
     """A client asks for one run of a flow.
@@ -71,6 +74,11 @@ class StepReply(Contract):
     status: Literal["ok", "business_error", "technical_error"]
     output: Any = None
     error: ReplyError | None = None
+    retry_after_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="For a technical error: the earliest a retry is welcome (Retry-After).",
+    )
 
     @model_validator(mode="after")
     def _error_matches_status(self) -> StepReply:
@@ -93,23 +101,62 @@ class ErrorDetail(Contract):
     )
 
 
+StepStatus = Literal[
+    "ok",
+    "partial",
+    "failed",
+    "timed_out",
+    "skipped",
+    "compensated",
+    "compensation_failed",
+    "cancelled",
+    "not_run",
+]
+"""How a step ended.
+
+``ok``: every call succeeded. ``partial``: some calls of a ``for_each`` failed and
+yielded their default. ``failed``: the step failed for good (its calls used their
+default, or the saga failed because of it). ``timed_out``: as ``failed``, the last
+attempt timed out. ``skipped``: its ``when`` was false. ``compensated``: it
+succeeded and was undone because the saga failed. ``compensation_failed``: it
+succeeded and could not be undone. ``cancelled``: its calls were sent, and the
+saga failed before all of them finished (retries and queued calls were dropped).
+``not_run``: no call of it was ever sent.
+"""
+
+ResultStatus = Literal["completed", "failed", "compensation_failed"]
+
+
 class StepSummary(Contract):
     """How one step of the flow went."""
 
     step: str
-    status: Literal["ok", "partial", "failed", "not_run"]
+    status: StepStatus
     calls: int = Field(ge=0, description="Calls dispatched (1, or one per for_each item).")
     failed_calls: int = Field(ge=0)
+    attempts: int = Field(default=0, ge=0, description="Attempts made by all its calls.")
+    compensated_calls: int = Field(default=0, ge=0, description="Calls undone.")
     duration_ms: int | None = None
 
 
 class ResultEvent(Contract):
-    """The one composed result of a request, published exactly once per request id."""
+    """The one composed result of a request, published exactly once per request id.
 
-    schema_version: Literal[1] = 1
+    Version 2 is additive over version 1: ``complete``, ``flow_version``, the
+    ``compensation_failed`` status, more step statuses and per-step ``attempts``.
+    """
+
+    schema_version: Literal[1, 2] = 2
     request_id: RequestId
     flow: str | None = Field(description="None when the request could not be decoded.")
-    status: Literal["completed", "failed"]
+    flow_version: int | None = Field(
+        default=None, description="The version of the flow that ran; None if none ran."
+    )
+    status: ResultStatus
+    complete: bool = Field(
+        default=True,
+        description="False when a step used its default (or optional null) or was cut short.",
+    )
     data: Any = Field(default=None, description="The composed result; None when failed.")
     steps: list[StepSummary] = Field(default_factory=list)
     errors: list[ErrorDetail] = Field(default_factory=list)

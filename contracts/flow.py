@@ -9,6 +9,12 @@ call per element of a list. ``result`` composes the final data.
 Expression context: ``input`` (the flow input), every earlier step by name (its
 output), and inside ``for_each`` steps ``item`` and ``index``; in ``output``
 mappings, ``reply`` is the adapter's raw reply.
+
+Saga semantics are declared here too: ``retry`` (per step, merged over
+``defaults.retry``), ``compensate`` (how to undo a step when the saga fails),
+``when`` (a condition; false skips the step), ``default`` (the value a step that
+fails for good yields instead of failing the saga), ``concurrency`` (a cap on a
+``for_each`` step's calls in flight) and ``deadline_ms`` (the whole flow's).
 """
 
 from __future__ import annotations
@@ -32,8 +38,64 @@ RESERVED_NAMES = frozenset({"input", "item", "index", "reply"})
 """Names of the expression context that a step cannot take."""
 
 DEFAULT_STEP_TIMEOUT_MS = 10_000
+DEFAULT_ATTEMPTS = 1
+"""Forward steps are not retried unless the flow says so: a retry repeats a call
+whose downstream may not honour idempotency keys."""
+DEFAULT_COMPENSATION_ATTEMPTS = 5
+DEFAULT_BACKOFF_MS = 100
+DEFAULT_MULTIPLIER = 2.0
+DEFAULT_MAX_BACKOFF_MS = 5_000
+MAX_ATTEMPTS = 100
+MAX_BACKOFF_MS = 600_000
+MAX_FLOW_DEADLINE_MS = 86_400_000
 MAX_STEP_TIMEOUT_MS = 3_600_000
 """An hour: a saga waiting longer belongs in a workflow engine, not an API composition."""
+
+
+class RetryPolicy(Contract):
+    """How often, and how far apart, a failed call is tried again.
+
+    Every field is optional: a step's ``retry`` is merged over ``defaults.retry``,
+    which is merged over the built-in defaults (1 attempt, 100 ms, x2.0, 5000 ms
+    for forward steps; 5 attempts for compensations). The wait before attempt
+    ``n + 1`` is drawn uniformly from ``[0, min(max_backoff_ms, backoff_ms *
+    multiplier ** (n - 1))]`` ("full jitter"), and is never shorter than a
+    ``Retry-After`` the downstream sent.
+    """
+
+    attempts: int | None = Field(
+        default=None, ge=1, le=MAX_ATTEMPTS, description="Tries in all; 1 means no retry."
+    )
+    backoff_ms: int | None = Field(
+        default=None, ge=0, le=MAX_BACKOFF_MS, description="Cap of the first wait."
+    )
+    multiplier: float | None = Field(
+        default=None, ge=1.0, le=10.0, description="Growth of the cap per attempt."
+    )
+    max_backoff_ms: int | None = Field(
+        default=None, ge=0, le=MAX_BACKOFF_MS, description="The cap never exceeds this."
+    )
+
+
+class CompensationDefinition(Contract):
+    """How to undo a step that succeeded, should the saga fail later.
+
+    The input may read the step's own output by the step's name (for a
+    ``for_each`` step: the output of the one call being undone, with ``item`` and
+    ``index`` in scope), besides ``input`` and the other steps' outputs.
+    """
+
+    service: str | None = Field(
+        default=None, min_length=1, description="Defaults to the step's own service."
+    )
+    operation: str = Field(min_length=1)
+    input: Mapping = Field(default_factory=dict)
+    retry: RetryPolicy | None = Field(
+        default=None, description="Merged over defaults.retry; attempts default to 5."
+    )
+    timeout_ms: int | None = Field(
+        default=None, gt=0, le=MAX_STEP_TIMEOUT_MS, description="Defaults to the step's."
+    )
 
 
 class StepDefinition(Contract):
@@ -53,20 +115,43 @@ class StepDefinition(Contract):
     )
     optional: bool = Field(
         default=False,
-        description="A failed call yields null instead of failing the request.",
+        description="Same as `default: null`: a failed call yields null.",
     )
     timeout_ms: int | None = Field(
         default=None,
         gt=0,
         le=MAX_STEP_TIMEOUT_MS,
-        description="No reply within this long fails the call.",
+        description="No reply within this long fails the attempt.",
     )
+    retry: RetryPolicy | None = Field(default=None, description="Merged over defaults.retry.")
+    compensate: CompensationDefinition | None = Field(
+        default=None, description="How to undo this step if the saga fails after it succeeded."
+    )
+    when: str | None = Field(
+        default=None,
+        description="Expression; when false (or null, empty) the step is skipped "
+        "and readers see null.",
+    )
+    default: Any = Field(
+        default=None,
+        description="The value a call that fails for good yields; the result is then "
+        "complete: false. Only when set (null counts as set).",
+    )
+    concurrency: int | None = Field(
+        default=None, ge=1, le=10_000, description="At most this many for_each calls in flight."
+    )
+
+    @property
+    def has_default(self) -> bool:
+        """Whether a failure yields a value (``default`` set, or ``optional``)."""
+        return self.optional or "default" in self.model_fields_set
 
 
 class FlowDefaults(Contract):
     """Defaults that apply to every step of a flow unless the step overrides them."""
 
     timeout_ms: int = Field(default=DEFAULT_STEP_TIMEOUT_MS, gt=0, le=MAX_STEP_TIMEOUT_MS)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
 class FlowDefinition(Contract):
@@ -74,7 +159,14 @@ class FlowDefinition(Contract):
 
     schema_version: Literal[1] = 1
     name: str = Field(pattern=FLOW_NAME_PATTERN)
+    version: int = Field(default=1, ge=1, description="Named by every result of this flow.")
     description: str = ""
+    deadline_ms: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_FLOW_DEADLINE_MS,
+        description="Whole-flow deadline: past it the saga fails (step.deadline) and compensates.",
+    )
     input_schema: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object"},
         description="JSON Schema (2020-12) the request input must satisfy.",

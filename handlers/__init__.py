@@ -2,14 +2,18 @@
 
 Write an adapter::
 
-    from handlers import BusinessError, Service
+    from handlers import BusinessError, CallContext, Service
 
     pricing = Service("pricing")
 
     @pricing.operation("quote")
     async def quote(request: QuoteRequest) -> Quote: ...
+
+    @pricing.operation  # named "reserve"; ctx carries the call's idempotency key
+    async def reserve(request: ReserveRequest, ctx: CallContext) -> Reserved: ...
 """
 
+from handlers.context import CallContext
 from handlers.errors import AdapterSetupError, BusinessError, HandlerError
 from handlers.http import HttpAdapter
 from handlers.outcome import CallOutcome
@@ -19,6 +23,7 @@ from handlers.worker import build_worker
 __all__ = [
     "AdapterSetupError",
     "BusinessError",
+    "CallContext",
     "CallOutcome",
     "HandlerError",
     "HttpAdapter",

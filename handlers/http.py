@@ -24,6 +24,7 @@ import httpx
 import orjson
 
 from contracts.catalog import HttpOperation, HttpService
+from handlers.context import CallContext
 from handlers.outcome import CallOutcome
 from handlers.templates import (
     JsonTemplate,
@@ -82,7 +83,7 @@ class HttpAdapter:
         self._operations = {key: _compile_operation(op) for key, op in service.operations.items()}
 
     async def call(
-        self, operation: str, payload: Any, *, idempotency_key: str, timeout_s: float
+        self, operation: str, payload: Any, *, context: CallContext, timeout_s: float
     ) -> CallOutcome:
         """Perform one call; never raises, every failure is an outcome."""
         compiled = self._operations.get(operation)
@@ -94,7 +95,7 @@ class HttpAdapter:
         try:
             url = self._base_url + compiled.path.render(values, escape=_quote_segment)
             params = {name: template.render(values) for name, template in compiled.query}
-            headers = {**self._headers, IDEMPOTENCY_HEADER: idempotency_key}
+            headers = {**self._headers, IDEMPOTENCY_HEADER: context.idempotency_key}
             headers.update((name, template.render(values)) for name, template in compiled.headers)
             body = None if compiled.body is None else compiled.body.render(values)
         except MissingFieldError as error:

@@ -19,6 +19,8 @@ class CallOutcome:
     output: Any = None
     error_code: str | None = None
     error_message: str = ""
+    retry_after_ms: int | None = None
+    """For a technical error: the earliest a retry is welcome (an HTTP ``Retry-After``)."""
 
     @classmethod
     def ok(cls, output: Any) -> CallOutcome:
@@ -31,6 +33,13 @@ class CallOutcome:
         return cls(status="business_error", error_code=code, error_message=message)
 
     @classmethod
-    def technical_error(cls, code: str, message: str) -> CallOutcome:
+    def technical_error(
+        cls, code: str, message: str, *, retry_after_ms: int | None = None
+    ) -> CallOutcome:
         """The call could not be performed; a retry may succeed."""
-        return cls(status="technical_error", error_code=code, error_message=message)
+        return cls(
+            status="technical_error",
+            error_code=code,
+            error_message=message,
+            retry_after_ms=retry_after_ms,
+        )

@@ -3,7 +3,7 @@
 ::
 
     from pydantic import BaseModel
-    from handlers import BusinessError, Service
+    from handlers import BusinessError, CallContext, Service
 
     inventory = Service("inventory")
 
@@ -17,22 +17,30 @@
     async def stock_levels(query: StockQuery) -> StockLevels:
         ...
 
-The same ``inventory`` object runs as a remote worker over Kafka
+    @inventory.operation  # registered as "reserve"
+    async def reserve(order: Reservation, ctx: CallContext) -> Reserved:
+        ...  # pass ctx.idempotency_key to the downstream API
+
+An operation takes the call input, and optionally a second parameter annotated
+:class:`~handlers.context.CallContext` (request id, call, attempt, idempotency
+key, deadline). The same ``inventory`` object runs as a remote worker over Kafka
 (``orchestrator adapter mymodule:inventory``) or is loaded in-process by a
 catalog entry ``{kind: python, adapter: "mymodule:inventory"}``.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
+from handlers.context import CallContext
 from handlers.errors import AdapterSetupError, BusinessError
 from handlers.outcome import CallOutcome
 
@@ -40,8 +48,14 @@ logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
 
-AdapterFunction = Callable[[Any], Awaitable[Any]]
+AdapterFunction = Callable[..., Awaitable[Any]]
+"""``async def op(input: In) -> Out`` or ``async def op(input: In, ctx: CallContext) -> Out``."""
 F = TypeVar("F", bound=AdapterFunction)
+
+_SHAPES = (
+    "`async def op(query: Query) -> Answer` or "
+    "`async def op(query: Query, ctx: CallContext) -> Answer`"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +66,13 @@ class Operation:
     function: AdapterFunction
     input_adapter: TypeAdapter[Any]
     output_adapter: TypeAdapter[Any]
+    takes_context: bool = False
+    """Whether the function declares a second parameter, the :class:`CallContext`."""
 
-    async def invoke(self, payload: Any) -> CallOutcome:
+    async def invoke(self, payload: Any, context: CallContext) -> CallOutcome:
         """Validate ``payload``, call the function, and report the outcome.
+
+        ``context`` is passed to a function that declares a ``CallContext`` parameter.
 
         Never raises: a bad payload is a business error (``input.invalid``), an
         unexpected exception a technical one (``adapter.exception``), an output the
@@ -68,7 +86,10 @@ class Operation:
                 f"{self.name}: {error.error_count()} invalid field(s): {_first(error)}",
             )
         try:
-            result = await self.function(argument)
+            if self.takes_context:
+                result = await self.function(argument, context)
+            else:
+                result = await self.function(argument)
         except BusinessError as error:
             return CallOutcome.business_error(error.code, error.message)
         except Exception as error:
@@ -115,27 +136,70 @@ class Service:
         """The registered operations by name."""
         return dict(self._operations)
 
-    def operation(self, name: str | None = None) -> Callable[[F], F]:
-        """Register an async function ``(input) -> output`` as an operation.
+    @overload
+    def operation(self, name: F) -> F: ...
 
-        The first parameter's annotation validates the call input, the return
-        annotation serialises the output (pydantic models or any pydantic type).
+    @overload
+    def operation(self, name: str | None = None) -> Callable[[F], F]: ...
+
+    def operation(self, name: str | F | None = None) -> F | Callable[[F], F]:
+        """Register an async function as an operation.
+
+        Use it bare (``@service.operation``, registered under the function's
+        name), or with a name (``@service.operation("quote")``), or empty
+        (``@service.operation()``). The function is
+        ``async def op(input: In) -> Out`` or
+        ``async def op(input: In, ctx: CallContext) -> Out``: the first
+        parameter's annotation validates the call input, the return annotation
+        serialises the output (pydantic models or any pydantic type), and a
+        second parameter annotated :class:`CallContext` receives the call's context.
         """
+        if name is None or isinstance(name, str):
+            chosen = name
 
-        def register(function: F) -> F:
-            operation_name = name or function.__name__
-            if operation_name in self._operations:
-                raise AdapterSetupError(
-                    f"Service {self.name!r} already has an operation {operation_name!r}; "
-                    "give the new one another name."
-                )
-            self._operations[operation_name] = _build_operation(operation_name, function)
-            return function
+            def register(function: F) -> F:
+                self._register(chosen, function)
+                return function
 
-        return register
+            return register
+        if callable(name):
+            self._register(None, name)
+            return name
+        raise AdapterSetupError(
+            f"Service {self.name!r}: @operation takes an operation name (a str) or nothing, "
+            f"not {name!r}; write `@service.operation`, "
+            '`@service.operation()` or `@service.operation("name")`.'
+        )
 
-    async def invoke(self, operation: str, payload: Any) -> CallOutcome:
-        """Run ``operation`` with ``payload`` in-process."""
+    def _register(self, name: str | None, function: Any) -> None:
+        if not callable(function):
+            raise AdapterSetupError(
+                f"Service {self.name!r}: @operation decorates an async function, "
+                f"not {function!r}; put it right above `async def ...`."
+            )
+        operation_name = name or getattr(function, "__name__", None)
+        if not isinstance(operation_name, str) or not operation_name:
+            raise AdapterSetupError(
+                f"Service {self.name!r}: {function!r} has no __name__ to register it under; "
+                'name the operation: `@service.operation("name")`.'
+            )
+        if operation_name in self._operations:
+            raise AdapterSetupError(
+                f"Service {self.name!r} already has an operation {operation_name!r}; "
+                "give the new one another name."
+            )
+        self._operations[operation_name] = _build_operation(operation_name, function)
+
+    async def invoke(
+        self, operation: str, payload: Any, context: CallContext | None = None
+    ) -> CallOutcome:
+        """Run ``operation`` with ``payload`` in-process.
+
+        ``context`` is what an operation declaring a ``CallContext`` parameter
+        receives; calling directly (in a test) without one gives it
+        ``CallContext.for_test(call=operation)`` (idempotency key
+        ``test-request:<operation>``, attempt 1, no deadline to speak of).
+        """
         registered = self._operations.get(operation)
         if registered is None:
             known = ", ".join(sorted(self._operations)) or "none"
@@ -143,20 +207,48 @@ class Service:
                 "operation.unknown",
                 f"service {self.name!r} has no operation {operation!r} (it has: {known})",
             )
-        return await registered.invoke(payload)
+        if context is None:
+            context = CallContext.for_test(call=operation)
+        return await registered.invoke(payload, context)
 
 
 def _build_operation(name: str, function: AdapterFunction) -> Operation:
-    hints = typing.get_type_hints(function)
-    parameters = [key for key in hints if key != "return"]
-    if len(parameters) != 1 or "return" not in hints:
+    where = f"Adapter operation {name!r} ({getattr(function, '__qualname__', repr(function))})"
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError) as error:
         raise AdapterSetupError(
-            f"Adapter operation {name!r} ({function.__qualname__}) must take exactly one annotated "
-            "parameter and annotate its return type, e.g. `async def op(query: Query) -> Answer`."
+            f"{where} has no signature to read ({error}); declare it as {_SHAPES}."
+        ) from error
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception as error:
+        raise AdapterSetupError(
+            f"{where}: its annotations cannot be read ({type(error).__name__}: {error}); "
+            "make it an `async def` whose annotated types are imported at module level "
+            "(not only under TYPE_CHECKING)."
+        ) from error
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    problem = None
+    if not 1 <= len(parameters) <= 2 or any(p.kind not in positional for p in parameters):
+        problem = f"it takes {inspect.Signature(parameters)}"
+    elif parameters[0].name not in hints:
+        problem = f"its input parameter {parameters[0].name!r} has no annotation"
+    elif hints[parameters[0].name] is CallContext:
+        problem = "its first parameter is the CallContext; put the input first, the context second"
+    elif len(parameters) == 2 and hints.get(parameters[1].name) is not CallContext:
+        problem = (
+            f"its second parameter {parameters[1].name!r} is not annotated `CallContext` "
+            "(from handlers import CallContext)"
         )
+    elif "return" not in hints:
+        problem = "its return type is not annotated"
+    if problem is not None:
+        raise AdapterSetupError(f"{where} must be declared as {_SHAPES}, but {problem}.")
     return Operation(
         name=name,
         function=function,
-        input_adapter=TypeAdapter(hints[parameters[0]]),
+        input_adapter=TypeAdapter(hints[parameters[0].name]),
         output_adapter=TypeAdapter(hints["return"]),
+        takes_context=len(parameters) == 2,
     )

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from contracts import cloudevents
 from contracts.base import SCHEMA_VERSION
 from contracts.events import StepCommand
+from handlers.context import CallContext
 from handlers.outcome import CallOutcome
 from handlers.sdk import Service
 
@@ -86,6 +87,10 @@ async def answer_command(
 ) -> Reply | Unanswerable:
     """Run the command in ``value`` and build its reply.
 
+    The operation gets the command's :class:`CallContext` (request id, call,
+    attempt, idempotency key, deadline, flow, step); an outcome's
+    ``retry_after_ms`` is passed on in the reply.
+
     A command past its ``deadline_ms`` is not run (the coordinator has already
     timed the call out): it is answered ``command.expired``. A running operation is
     cut off at the deadline (``adapter.timeout``), so a hung call frees the worker.
@@ -113,7 +118,8 @@ async def answer_command(
     else:
         try:
             outcome = await asyncio.wait_for(
-                service.invoke(command.operation, command.input), remaining_ms / 1000
+                service.invoke(command.operation, command.input, _context_of(command)),
+                remaining_ms / 1000,
             )
         except TimeoutError:
             outcome = CallOutcome.technical_error(
@@ -129,6 +135,9 @@ async def answer_command(
         if outcome.status == "ok"
         else {"code": outcome.error_code, "message": outcome.error_message},
     }
+    if outcome.retry_after_ms is not None:
+        # Only when set: a coordinator without the field rejects unknown fields.
+        payload["retry_after_ms"] = outcome.retry_after_ms
     reply_headers = {
         name: raw.decode()
         for name, raw in cloudevents.build_headers(
@@ -147,6 +156,18 @@ async def answer_command(
         headers=reply_headers,
         request_id=command.request_id,
         correlation_id=command.correlation_id,
+    )
+
+
+def _context_of(command: StepCommand) -> CallContext:
+    return CallContext(
+        request_id=command.request_id,
+        call=command.call,
+        attempt=command.attempt,
+        idempotency_key=command.idempotency_key,
+        deadline_ms=command.deadline_ms,
+        flow=command.flow,
+        step=command.step,
     )
 
 

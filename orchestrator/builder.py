@@ -8,6 +8,13 @@
     flow.step("user", service="users", operation="get_user",
               input={"user_id": order.path("user_id")})
     definition = flow.result({"user": "user"}).build()
+
+Saga settings take the contract models::
+
+    flow.step("reserve", service="inventory", operation="reserve", input={...},
+              retry=RetryPolicy(attempts=5),
+              compensate=CompensationDefinition(operation="release",
+                                                input={"id": "reserve.reservation_id"}))
 """
 
 from __future__ import annotations
@@ -17,9 +24,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from contracts.flow import FlowDefaults, FlowDefinition, Mapping, StepDefinition
+from contracts.flow import (
+    CompensationDefinition,
+    FlowDefaults,
+    FlowDefinition,
+    Mapping,
+    RetryPolicy,
+    StepDefinition,
+)
 from orchestrator.errors import FlowLoadError
 from orchestrator.validation_messages import describe_validation_error
+
+NO_DEFAULT: Any = object()
+"""Marks a step without a ``default`` (its failure fails the saga)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +63,25 @@ class FlowBuilder:
         description: str = "",
         input_schema: dict[str, Any] | None = None,
         timeout_ms: int | None = None,
+        version: int = 1,
+        deadline_ms: int | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        self._fields: dict[str, Any] = {"name": name, "description": description}
+        self._fields: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "version": version,
+            "deadline_ms": deadline_ms,
+        }
         if input_schema is not None:
             self._fields["input_schema"] = input_schema
+        defaults: dict[str, Any] = {}
         if timeout_ms is not None:
-            self._fields["defaults"] = FlowDefaults(timeout_ms=timeout_ms)
+            defaults["timeout_ms"] = timeout_ms
+        if retry is not None:
+            defaults["retry"] = retry
+        if defaults:
+            self._fields["defaults"] = FlowDefaults(**defaults)
         self._steps: dict[str, StepDefinition] = {}
         self._result: Mapping | None = None
 
@@ -67,10 +97,20 @@ class FlowBuilder:
         after: list[StepRef | str] | None = None,
         optional: bool = False,
         timeout_ms: int | None = None,
+        retry: RetryPolicy | None = None,
+        compensate: CompensationDefinition | None = None,
+        when: str | None = None,
+        default: Any = NO_DEFAULT,
+        concurrency: int | None = None,
     ) -> StepRef:
-        """Add a step and return a reference to it."""
+        """Add a step and return a reference to it.
+
+        ``default`` is the value a call that fails for good yields; leave it out
+        for a step whose failure fails the saga (``None`` is a default of null).
+        """
         if name in self._steps:
             raise FlowLoadError(f"flow '{self._fields['name']}' already has a step '{name}'.")
+        extra: dict[str, Any] = {} if default is NO_DEFAULT else {"default": default}
         try:
             self._steps[name] = StepDefinition(
                 service=service,
@@ -81,6 +121,11 @@ class FlowBuilder:
                 after=[str(other) for other in after or ()],
                 optional=optional,
                 timeout_ms=timeout_ms,
+                retry=retry,
+                compensate=compensate,
+                when=when,
+                concurrency=concurrency,
+                **extra,
             )
         except ValidationError as error:
             details = "\n  ".join(describe_validation_error(error))

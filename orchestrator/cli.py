@@ -162,7 +162,12 @@ def _check(arguments: argparse.Namespace) -> int:
 
     registry = load_flows(arguments.path, catalog_path=arguments.services)
     for flow in registry.flows.values():
-        print(f"ok: flow '{flow.name}' ({len(flow.steps)} steps) in {flow.source}")
+        print(
+            f"ok: flow '{flow.name}' version {flow.version} ({len(flow.steps)} steps) "
+            f"in {flow.source}"
+        )
+        for warning in flow.warnings:
+            print(f"warning: {flow.source}: {warning}")
     return EXIT_OK
 
 

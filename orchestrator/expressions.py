@@ -73,9 +73,20 @@ class CompiledExpression:
     source: str
     reads: frozenset[str]
     _parsed: Any
+    _path: tuple[str, ...] | None = None
+    """For a plain field path (``input.order_id``): the names, read without the
+    JMESPath interpreter (same result, a fraction of the cost on the hot path)."""
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """Evaluate against ``context``; raises :class:`EvaluationError` on a type error."""
+        if self._path is not None:
+            value: Any = context
+            for name in self._path:
+                # JMESPath: a field of anything but an object is null.
+                if not isinstance(value, dict):
+                    return None
+                value = value.get(name)
+            return value
         try:
             return self._parsed.search(context, options=_OPTIONS)
         except jmespath_errors.JMESPathError as error:
@@ -99,8 +110,27 @@ def compile_expression(source: str) -> CompiledExpression:
         message = str(error).splitlines()[0]
         raise ExpressionError(f"{source!r} is not a valid JMESPath expression: {message}") from None
     return CompiledExpression(
-        source=source, reads=frozenset(_root_reads(parsed.parsed)), _parsed=parsed
+        source=source,
+        reads=frozenset(_root_reads(parsed.parsed)),
+        _parsed=parsed,
+        _path=_field_path(parsed.parsed),
     )
+
+
+def _field_path(node: Any) -> tuple[str, ...] | None:
+    """``("a", "b")`` for the expression ``a.b``; None for anything else."""
+    kind = node.get("type")
+    if kind == "field":
+        return (node["value"],)
+    if kind == "subexpression":
+        names: list[str] = []
+        for child in node["children"]:
+            part = _field_path(child)
+            if part is None:
+                return None
+            names.extend(part)
+        return tuple(names)
+    return None
 
 
 # Node types whose first child is evaluated against the current value and whose

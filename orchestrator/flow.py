@@ -8,7 +8,7 @@ input schema is a valid JSON Schema. All problems are reported at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +16,21 @@ import jsonschema
 from jsonschema.exceptions import SchemaError
 
 from contracts.catalog import HttpService
-from contracts.flow import RESERVED_NAMES, FlowDefinition, StepDefinition
+from contracts.flow import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_COMPENSATION_ATTEMPTS,
+    RESERVED_NAMES,
+    FlowDefinition,
+    RetryPolicy,
+    StepDefinition,
+)
 from contracts.flow import Mapping as MappingSpec
 from handlers.templates import compile_json, compile_text
 from orchestrator.catalog import LoadedCatalog
 from orchestrator.errors import FlowLoadError
 from orchestrator.expressions import CompiledExpression, ExpressionError, compile_expression
+from orchestrator.flow_checks import flow_warnings, topological_order
+from orchestrator.retry_policy import RetrySchedule, resolve_retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,17 @@ def compile_mapping(spec: MappingSpec) -> CompiledMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledCompensation:
+    """How to undo one successful call of a step."""
+
+    service: str
+    operation: str
+    input: CompiledMapping
+    retry: RetrySchedule
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledStep:
     """A step ready to run: compiled mappings and its resolved dependencies."""
 
@@ -70,7 +90,17 @@ class CompiledStep:
     output: CompiledMapping | None
     depends_on: frozenset[str]
     optional: bool
+    """True when a call that fails for good yields ``default`` (``optional`` or ``default``)."""
     timeout_ms: int
+    retry: RetrySchedule = field(default_factory=lambda: resolve_retry(attempts=DEFAULT_ATTEMPTS))
+    default: Any = None
+    when: CompiledExpression | None = None
+    compensation: CompiledCompensation | None = None
+    concurrency: int | None = None
+    shares_calls: bool = True
+    """Identical calls (same service, operation, input) of one saga are made once.
+    Not for steps that declare a side effect (``compensate``, or an ``after``
+    ordering either way): two identical calls there are two intended changes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +113,32 @@ class CompiledFlow:
     result: CompiledMapping
     input_validator: jsonschema.protocols.Validator
     source: str
+    warnings: tuple[str, ...] = ()
     _by_name: dict[str, CompiledStep] = field(init=False, repr=False, compare=False)
+    _order: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The saga core looks a step up on every event: a dict, not a scan.
         object.__setattr__(self, "_by_name", {step.name: step for step in self.steps})
+        object.__setattr__(self, "_order", {step.name: i for i, step in enumerate(self.steps)})
+
+    @property
+    def version(self) -> int:
+        """The flow's declared version (named by every result)."""
+        return self.definition.version
+
+    @property
+    def deadline_ms(self) -> int | None:
+        """The whole-flow deadline, if any."""
+        return self.definition.deadline_ms
 
     def step(self, name: str) -> CompiledStep:
         """Return the step called ``name`` (KeyError if there is none)."""
         return self._by_name[name]
+
+    def position(self, name: str) -> int:
+        """The index of step ``name`` in :attr:`steps`."""
+        return self._order[name]
 
 
 def compile_flow(
@@ -104,11 +151,20 @@ def compile_flow(
     """
     problems: list[str] = []
     steps: dict[str, CompiledStep] = {}
+    graph: dict[str, frozenset[str]] = {}
     step_names = frozenset(definition.steps)
+    ordered = {other for step in definition.steps.values() for other in step.after}
     for name, step in definition.steps.items():
-        compiled = _compile_step(
-            name, step, definition=definition, catalog=catalog, steps=step_names, problems=problems
+        compiled, reads = _compile_step(
+            name,
+            step,
+            definition=definition,
+            catalog=catalog,
+            steps=step_names,
+            side_effects=step.compensate is not None or bool(step.after) or name in ordered,
+            problems=problems,
         )
+        graph[name] = frozenset((reads & (step_names - {name})) | set(step.after))
         if compiled is not None:
             steps[name] = compiled
     result: CompiledMapping | None = None
@@ -123,17 +179,20 @@ def compile_flow(
         validator = validator_class(definition.input_schema)
     except SchemaError as error:
         problems.append(f"input_schema is not a valid JSON Schema: {error.message}")
-    ordered = _topological_order(steps, problems) if len(steps) == len(definition.steps) else []
+    # The graph is known even for steps that failed to compile, so a cycle is
+    # reported along with every other problem of the file.
+    order = topological_order(graph, problems)
     if problems or result is None:
         details = "\n  ".join(problems)
         raise FlowLoadError(f"{source}: flow '{definition.name}' is invalid:\n  {details}")
     return CompiledFlow(
         name=definition.name,
         definition=definition,
-        steps=tuple(ordered),
+        steps=tuple(steps[name] for name in order),
         result=result,
         input_validator=validator,
         source=source,
+        warnings=tuple(flow_warnings(definition, steps, result)),
     )
 
 
@@ -144,13 +203,15 @@ def _compile_step(
     definition: FlowDefinition,
     catalog: LoadedCatalog,
     steps: frozenset[str],
+    side_effects: bool,
     problems: list[str],
-) -> CompiledStep | None:
+) -> tuple[CompiledStep | None, frozenset[str]]:
+    """Compile one step; also returns the names its expressions read (even on problems)."""
     where = f"step '{name}'"
     before = len(problems)
     if name in RESERVED_NAMES:
         problems.append(f"{where}: '{name}' is reserved for the expression context; rename it")
-    _check_service(where, step, catalog=catalog, problems=problems)
+    _check_service(where, step.service, step.operation, catalog=catalog, problems=problems)
     others = steps - {name}
     context_names = others | {"input"}
     if step.for_each is not None:
@@ -172,29 +233,41 @@ def _compile_step(
             )
         except ExpressionError as error:
             problems.append(f"{where} {part}: {error}")
-    if step.for_each is not None:
+    for part, source in (("for_each", step.for_each), ("when", step.when)):
+        if source is None:
+            continue
         try:
-            compiled["for_each"] = compile_expression(step.for_each)
+            compiled[part] = compile_expression(source)
             _check_reads(
-                f"{where} for_each",
-                compiled["for_each"].reads,
+                f"{where} {part}",
+                compiled[part].reads,
                 allowed=others | {"input"},
                 problems=problems,
             )
         except ExpressionError as error:
-            problems.append(f"{where} for_each: {error}")
+            problems.append(f"{where} {part}: {error}")
     for other in step.after:
         if other not in others:
             problems.append(f"{where} after: '{other}' is not another step of this flow")
     if "input" in compiled:
-        _check_templates(where, step, compiled["input"], catalog=catalog, problems=problems)
-    if len(problems) > before:
-        return None
-    reads = compiled["input"].reads | (
-        compiled["output"].reads if "output" in compiled else frozenset()
+        _check_templates(
+            where,
+            step.service,
+            step.operation,
+            compiled["input"],
+            catalog=catalog,
+            problems=problems,
+        )
+    _check_step_settings(where, step, definition=definition, problems=problems)
+    compensation = _compile_compensation(
+        name, step, definition=definition, catalog=catalog, steps=steps, problems=problems
     )
-    if "for_each" in compiled:
-        reads |= compiled["for_each"].reads
+    reads = frozenset[str]().union(
+        *(value.reads for value in compiled.values() if hasattr(value, "reads"))
+    )
+    if len(problems) > before:
+        return None, reads
+    timeout_ms = step.timeout_ms or definition.defaults.timeout_ms
     return CompiledStep(
         name=name,
         service=step.service,
@@ -203,27 +276,107 @@ def _compile_step(
         for_each=compiled.get("for_each"),
         output=compiled.get("output"),
         depends_on=frozenset((reads & others) | set(step.after)),
-        optional=step.optional,
-        timeout_ms=step.timeout_ms or definition.defaults.timeout_ms,
+        optional=step.has_default,
+        timeout_ms=timeout_ms,
+        retry=resolve_retry(step.retry, definition.defaults.retry, attempts=DEFAULT_ATTEMPTS),
+        default=step.default,
+        when=compiled.get("when"),
+        compensation=compensation,
+        concurrency=step.concurrency,
+        shares_calls=not side_effects,
+    ), reads
+
+
+def _compile_compensation(
+    name: str,
+    step: StepDefinition,
+    *,
+    definition: FlowDefinition,
+    catalog: LoadedCatalog,
+    steps: frozenset[str],
+    problems: list[str],
+) -> CompiledCompensation | None:
+    undo = step.compensate
+    if undo is None:
+        return None
+    where = f"step '{name}' compensate"
+    before = len(problems)
+    service = undo.service or step.service
+    _check_service(where, service, undo.operation, catalog=catalog, problems=problems)
+    allowed = steps | {"input"}
+    if step.for_each is not None:
+        allowed |= {"item", "index"}
+    mapping: CompiledMapping | None = None
+    try:
+        mapping = compile_mapping(undo.input)
+        _check_reads(f"{where} input", mapping.reads, allowed=allowed, problems=problems)
+        _check_templates(
+            where, service, undo.operation, mapping, catalog=catalog, problems=problems
+        )
+    except ExpressionError as error:
+        problems.append(f"{where} input: {error}")
+    if undo.retry is not None:
+        _check_retry(where, undo.retry, problems)
+    if mapping is None or len(problems) > before:
+        return None
+    # Compensations keep their own attempts (5 unless they say); the flow's
+    # defaults.retry lends them only its backoff.
+    defaults = definition.defaults.retry.model_copy(update={"attempts": None})
+    return CompiledCompensation(
+        service=service,
+        operation=undo.operation,
+        input=mapping,
+        retry=resolve_retry(undo.retry, defaults, attempts=DEFAULT_COMPENSATION_ATTEMPTS),
+        timeout_ms=undo.timeout_ms or step.timeout_ms or definition.defaults.timeout_ms,
     )
 
 
+def _check_step_settings(
+    where: str, step: StepDefinition, *, definition: FlowDefinition, problems: list[str]
+) -> None:
+    if step.concurrency is not None and step.for_each is None:
+        problems.append(
+            f"{where}: concurrency caps the calls of a for_each step; "
+            "this step makes one call, so remove it"
+        )
+    if step.optional and "default" in step.model_fields_set and step.default is not None:
+        problems.append(
+            f"{where}: optional: true means default: null, but default is also set; keep one"
+        )
+    if step.retry is not None:
+        _check_retry(where, step.retry, problems)
+    _check_retry("defaults", definition.defaults.retry, problems)
+
+
+def _check_retry(where: str, policy: RetryPolicy, problems: list[str]) -> None:
+    if (
+        policy.backoff_ms is not None
+        and policy.max_backoff_ms is not None
+        and policy.max_backoff_ms < policy.backoff_ms
+    ):
+        message = (
+            f"{where} retry: max_backoff_ms ({policy.max_backoff_ms}) is below backoff_ms "
+            f"({policy.backoff_ms}); raise max_backoff_ms or lower backoff_ms"
+        )
+        if message not in problems:
+            problems.append(message)
+
+
 def _check_service(
-    where: str, step: StepDefinition, *, catalog: LoadedCatalog, problems: list[str]
+    where: str, service: str, operation: str, *, catalog: LoadedCatalog, problems: list[str]
 ) -> None:
     services = catalog.catalog.services
-    if step.service not in services:
+    if service not in services:
         known = ", ".join(sorted(services)) or "none"
         problems.append(
-            f"{where}: unknown service '{step.service}' (services in {catalog.source}: {known})"
+            f"{where}: unknown service '{service}' (services in {catalog.source}: {known})"
         )
         return
-    operations = catalog.operations_of(step.service)
-    if operations is not None and step.operation not in operations:
+    operations = catalog.operations_of(service)
+    if operations is not None and operation not in operations:
         known = ", ".join(sorted(operations))
         problems.append(
-            f"{where}: service '{step.service}' has no operation '{step.operation}' "
-            f"(it has: {known})"
+            f"{where}: service '{service}' has no operation '{operation}' (it has: {known})"
         )
 
 
@@ -241,17 +394,18 @@ def _check_reads(
 
 def _check_templates(
     where: str,
-    step: StepDefinition,
+    service_name: str,
+    operation_name: str,
     mapping: CompiledMapping,
     *,
     catalog: LoadedCatalog,
     problems: list[str],
 ) -> None:
-    service = catalog.catalog.services.get(step.service)
+    service = catalog.catalog.services.get(service_name)
     provided = mapping.field_names()
     if not isinstance(service, HttpService) or provided is None:
         return
-    operation = service.operations.get(step.operation)
+    operation = service.operations.get(operation_name)
     if operation is None:
         return
     needed = set(compile_text(operation.path).fields)
@@ -260,32 +414,6 @@ def _check_templates(
     needed |= compile_json(operation.body).fields
     for missing in sorted(needed - provided):
         problems.append(
-            f"{where}: {step.service}.{step.operation} needs input field '{missing}', "
+            f"{where}: {service_name}.{operation_name} needs input field '{missing}', "
             "which the step's input does not set"
         )
-
-
-def _topological_order(steps: dict[str, CompiledStep], problems: list[str]) -> list[CompiledStep]:
-    order: list[CompiledStep] = []
-    state: dict[str, str] = {}
-
-    def visit(name: str, path: list[str]) -> Iterator[str]:
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "visiting":
-            cycle = [*path[path.index(name) :], name]
-            yield " -> ".join(cycle)
-            return
-        state[name] = "visiting"
-        for dependency in sorted(steps[name].depends_on):
-            yield from visit(dependency, [*path, name])
-        state[name] = "done"
-        order.append(steps[name])
-
-    for name in steps:
-        for cycle in visit(name, []):
-            problems.append(
-                f"steps form a cycle: {cycle}; break it by removing a read or an 'after'"
-            )
-            return []
-    return order

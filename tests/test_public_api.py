@@ -9,6 +9,7 @@ import pytest
 PUBLIC = {
     "contracts": [
         "SCHEMA_VERSION",
+        "CompensationDefinition",
         "Contract",
         "ErrorDetail",
         "FlowDefaults",
@@ -21,6 +22,7 @@ PUBLIC = {
         "ReplyError",
         "RequestEvent",
         "ResultEvent",
+        "RetryPolicy",
         "ServiceCatalog",
         "ServiceDefinition",
         "StepCommand",
@@ -40,11 +42,15 @@ PUBLIC = {
         "load_flows",
     ],
     "orchestrator.saga": [
+        "ArmTimer",
         "CallReplied",
         "CallTimedOut",
         "DispatchCall",
+        "EventIgnored",
         "PublishResult",
+        "RetryDue",
         "SagaAction",
+        "SagaDeadlinePassed",
         "SagaEvent",
         "SagaState",
         "StepProgress",
@@ -57,6 +63,7 @@ PUBLIC = {
     "handlers": [
         "AdapterSetupError",
         "BusinessError",
+        "CallContext",
         "CallOutcome",
         "HandlerError",
         "HttpAdapter",

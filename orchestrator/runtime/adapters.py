@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import httpx
 
 from contracts.catalog import HttpService, KafkaService, command_topic_of
+from handlers.context import CallContext
 from handlers.http import HttpAdapter
 from handlers.outcome import CallOutcome
 from handlers.sdk import Service
@@ -23,7 +24,7 @@ class InProcessAdapter(Protocol):
     """An adapter the coordinator awaits directly."""
 
     async def call(
-        self, operation: str, payload: Any, *, idempotency_key: str, timeout_s: float
+        self, operation: str, payload: Any, *, context: CallContext, timeout_s: float
     ) -> CallOutcome:
         """Perform one call; must not raise."""
         ...
@@ -36,11 +37,13 @@ class SdkServiceAdapter:
         self._service = service
 
     async def call(
-        self, operation: str, payload: Any, *, idempotency_key: str, timeout_s: float
+        self, operation: str, payload: Any, *, context: CallContext, timeout_s: float
     ) -> CallOutcome:
-        """Invoke the operation; it is cancelled once ``timeout_s`` has passed."""
+        """Invoke the operation with ``context``; it is cancelled once ``timeout_s`` has passed."""
         try:
-            return await asyncio.wait_for(self._service.invoke(operation, payload), timeout_s)
+            return await asyncio.wait_for(
+                self._service.invoke(operation, payload, context), timeout_s
+            )
         except TimeoutError:
             return CallOutcome.technical_error(
                 "adapter.timeout",

@@ -22,6 +22,7 @@ Delivery guarantees encoded here:
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
@@ -56,8 +57,10 @@ from orchestrator.runtime.records import (
 )
 from orchestrator.runtime.topics import check_topics
 from orchestrator.saga import (
+    ArmTimer,
     CallReplied,
     DispatchCall,
+    EventIgnored,
     PublishResult,
     SagaAction,
     SagaEvent,
@@ -139,6 +142,9 @@ class SagaCoordinator:
         self._running = False
         self.assigned = asyncio.Event()
         """Set once the consumer has been assigned partitions (useful in tests)."""
+        self.ignored_replies: collections.Counter[str] = collections.Counter()
+        """Late or stray replies ignored, by reason (``unknown_saga``, ``finished_call``,
+        ``old_attempt``, ``finished_saga``, ``unknown_call``); never a second result."""
 
     @property
     def in_flight(self) -> int:
@@ -406,6 +412,7 @@ class SagaCoordinator:
                 output=reply.output,
                 error_code=reply.error.code if reply.error else None,
                 error_message=reply.error.message if reply.error else "",
+                retry_after_ms=reply.retry_after_ms,
             ),
         )
 
@@ -414,13 +421,22 @@ class SagaCoordinator:
     def _deliver(self, request_id: str, event: SagaEvent, *, run: int | None = None) -> None:
         saga = self._sagas.get(request_id)
         if saga is None or (run is not None and saga.run != run):
-            return  # a late answer for a saga that finished, moved away, or re-ran
+            # A late answer for a saga that finished, moved away, or re-ran.
+            if isinstance(event, CallReplied):
+                self._ignored(request_id, "unknown_saga", event.call)
+            return
         try:
             _, actions = decide(saga.flow, saga.state, event)
         except Exception as error:
             self._fail_saga(saga, error)
             return
         self._carry_out_safely(saga, actions)
+
+    def _ignored(self, request_id: str, reason: str, call: str) -> None:
+        # Counted for the metrics; logged at debug, once per reply: a late reply
+        # is routine after a timeout and must never cost more than this.
+        self.ignored_replies[reason] += 1
+        logger.debug("ignored a reply for %s call %s: %s", request_id, call, reason)
 
     def _carry_out_safely(self, saga: _Saga, actions: list[SagaAction]) -> None:
         try:
@@ -429,8 +445,12 @@ class SagaCoordinator:
                     self._dispatcher.dispatch(
                         action, reply_partition=saga.partition.partition, run=saga.run
                     )
+                elif isinstance(action, ArmTimer):
+                    self._dispatcher.arm(action, request_id=saga.state.request_id, run=saga.run)
                 elif isinstance(action, PublishResult):
                     self._publish_result(saga, action.result)
+                elif isinstance(action, EventIgnored):
+                    self._ignored(saga.state.request_id, action.reason, action.call)
         except Exception as error:
             self._fail_saga(saga, error)
 

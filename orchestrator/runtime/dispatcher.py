@@ -1,8 +1,10 @@
 """Carry out the saga core's calls: in-process adapters, or step commands on Kafka.
 
-Every call also gets a deadline in one heap, served by one loop; the answer (or
-the timeout) goes back to the coordinator as a saga event, tagged with the run
-that made the call so that a re-run of the request is not answered by an old one.
+Every call also gets a deadline in one heap, served by one loop, which also holds
+retry backoffs and flow deadlines (:class:`~orchestrator.saga.ArmTimer`); the
+answer, the timeout or the timer goes back to the coordinator as a saga event,
+tagged with the run that made the call so that a re-run of the request is not
+answered by an old one.
 """
 
 from __future__ import annotations
@@ -13,12 +15,21 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from handlers.context import CallContext
 from handlers.outcome import CallOutcome
 from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute
 from orchestrator.runtime.publisher import Publisher
 from orchestrator.runtime.records import command_record
 from orchestrator.runtime.timers import DeadlineHeap
-from orchestrator.saga import CallReplied, CallTimedOut, DispatchCall, SagaEvent
+from orchestrator.saga import (
+    ArmTimer,
+    CallReplied,
+    CallTimedOut,
+    DispatchCall,
+    RetryDue,
+    SagaDeadlinePassed,
+    SagaEvent,
+)
 from orchestrator.settings import CoordinatorSettings
 
 logger = logging.getLogger(__name__)
@@ -71,16 +82,31 @@ class CallDispatcher:
         ):
             self._deadline_changed.set()
 
+    def arm(self, timer: ArmTimer, *, request_id: str, run: int) -> None:
+        """Put a retry backoff or a flow deadline in the one heap."""
+        if self.deadlines.push(
+            at_ms=timer.at_ms,
+            request_id=request_id,
+            call=timer.call,
+            attempt=timer.attempt,
+            run=run,
+            kind=timer.kind,
+        ):
+            self._deadline_changed.set()
+
     async def run_deadlines(self) -> None:
-        """Deliver each deadline as it falls due; runs until cancelled."""
+        """Deliver each timer as it falls due; runs until cancelled."""
         while True:
             now = self._clock()
             for deadline in self.deadlines.pop_due(now):
-                self._deliver(
-                    deadline.request_id,
-                    CallTimedOut(call=deadline.call, attempt=deadline.attempt, at_ms=now),
-                    run=deadline.run,
-                )
+                event: SagaEvent
+                if deadline.kind == "call":
+                    event = CallTimedOut(call=deadline.call, attempt=deadline.attempt, at_ms=now)
+                elif deadline.kind == "retry":
+                    event = RetryDue(call=deadline.call, attempt=deadline.attempt, at_ms=now)
+                else:
+                    event = SagaDeadlinePassed(at_ms=now)
+                self._deliver(deadline.request_id, event, run=deadline.run)
             next_at = self.deadlines.next_at_ms()
             wait_s = 1.0 if next_at is None else max(next_at - self._clock(), 0) / 1000
             # No await between computing the wait and clearing: a push that makes
@@ -121,7 +147,15 @@ class CallDispatcher:
             outcome = await adapter.call(
                 action.operation,
                 action.input,
-                idempotency_key=action.idempotency_key,
+                context=CallContext(
+                    request_id=action.request_id,
+                    call=action.call,
+                    attempt=action.attempt,
+                    idempotency_key=action.idempotency_key,
+                    deadline_ms=action.deadline_ms,
+                    flow=action.flow,
+                    step=action.step,
+                ),
                 timeout_s=timeout_s,
             )
         except Exception as error:
@@ -139,6 +173,7 @@ class CallDispatcher:
                 output=outcome.output,
                 error_code=outcome.error_code,
                 error_message=outcome.error_message,
+                retry_after_ms=outcome.retry_after_ms,
             ),
             run=run,
         )

@@ -1,14 +1,20 @@
-"""One heap of deadlines for every call in flight (no task or sleep per saga)."""
+"""One heap of deadlines for every call in flight, retry backoff and flow deadline
+(no task or sleep per saga)."""
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import Literal
+
+TimerKind = Literal["call", "retry", "saga_deadline"]
+"""``call``: an attempt's deadline; ``retry``: a backoff is over; ``saga_deadline``:
+the flow's deadline."""
 
 
 @dataclass(order=True, slots=True)
 class Deadline:
-    """A call's deadline; ordered by time, then by arrival."""
+    """A timer; ordered by time, then by arrival."""
 
     at_ms: int
     sequence: int
@@ -16,6 +22,7 @@ class Deadline:
     call: str = field(compare=False)
     attempt: int = field(compare=False)
     run: int = field(compare=False, default=0)
+    kind: TimerKind = field(compare=False, default="call")
 
 
 class DeadlineHeap:
@@ -32,10 +39,19 @@ class DeadlineHeap:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push(self, *, at_ms: int, request_id: str, call: str, attempt: int, run: int = 0) -> bool:
-        """Add a deadline; returns True if it is now the earliest one."""
+    def push(
+        self,
+        *,
+        at_ms: int,
+        request_id: str,
+        call: str,
+        attempt: int,
+        run: int = 0,
+        kind: TimerKind = "call",
+    ) -> bool:
+        """Add a timer; returns True if it is now the earliest one."""
         self._sequence += 1
-        entry = Deadline(at_ms, self._sequence, request_id, call, attempt, run)
+        entry = Deadline(at_ms, self._sequence, request_id, call, attempt, run, kind)
         heapq.heappush(self._heap, entry)
         return self._heap[0] is entry
 

@@ -1,38 +1,63 @@
 """The saga core: a pure decision ``(flow, state, event) -> (state, actions)``.
 
 Nothing here touches Kafka, HTTP, clocks or randomness: time arrives inside the
-events, and the effects leave as :mod:`~orchestrator.saga.messages` actions for
-the runtime shell to carry out. The state object passed in is updated in place
-and returned; the caller owns it and must not share it between sagas.
+events, retry jitter is a hash of the attempt's correlation id, and the effects
+leave as :mod:`~orchestrator.saga.messages` actions for the runtime shell to
+carry out. The state object passed in is updated in place and returned; the
+caller owns it and must not share it between sagas.
 
 Guarantees encoded here:
-- a step starts only when every step it depends on has finished;
-- each call is answered at most once: a duplicate reply, a reply for an old
-  attempt or a timeout after the reply is ignored;
+- a step starts only when every step it depends on has finished (or was skipped);
+- each attempt of a call is answered at most once: a duplicate reply, a reply for
+  an old attempt or a timeout after the reply is ignored (and reported as
+  :class:`EventIgnored` when it was a reply);
+- a failed attempt is retried only if it may succeed (a technical error or a
+  timeout) and attempts are left; a business error is final;
+- once the saga fails no forward call is sent; it waits for the calls in flight,
+  undoes what succeeded (:mod:`~orchestrator.saga.compensation`), and only then
+  publishes its result;
 - the saga publishes exactly one result, after which every event is ignored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from orchestrator.expressions import EvaluationError
 from orchestrator.flow import CompiledFlow, CompiledStep
+from orchestrator.saga import compensation
 from orchestrator.saga.messages import (
+    ArmTimer,
     CallReplied,
     CallTimedOut,
     DispatchCall,
-    PublishResult,
+    RetryDue,
     SagaAction,
+    SagaDeadlinePassed,
     SagaEvent,
 )
-from orchestrator.saga.result import completed_result, failed_result, step_error
-from orchestrator.saga.state import SagaState, StepProgress, call_id, correlation_id, parse_call_id
+from orchestrator.saga.result import compose_data, step_error
+from orchestrator.saga.scope import call_id_of, call_scope, ignore, with_item
+from orchestrator.saga.state import (
+    BACKOFF,
+    FAILED,
+    IN_FLIGHT,
+    QUEUED,
+    SHARED,
+    SUCCEEDED,
+    UNDO_SUFFIX,
+    SagaState,
+    StepProgress,
+    correlation_id,
+    parse_call_id,
+)
 
 Decision = tuple[SagaState, list[SagaAction]]
 
 FIRST_ATTEMPT = 1
+_FINISHED_STEP = frozenset({"ok", "partial", "failed", "timed_out", "skipped"})
 
 
 def start_saga(
@@ -44,125 +69,242 @@ def start_saga(
         flow=flow.name,
         input=input,
         started_ms=now_ms,
+        flow_version=flow.version,
         steps={step.name: StepProgress() for step in flow.steps},
+        unfinished_steps=len(flow.steps),
     )
     actions: list[SagaAction] = []
+    if flow.deadline_ms is not None:
+        actions.append(ArmTimer(kind="saga_deadline", at_ms=now_ms + flow.deadline_ms))
     _advance(flow, state, now_ms=now_ms, actions=actions)
     return state, actions
 
 
 def decide(flow: CompiledFlow, state: SagaState, event: SagaEvent) -> Decision:
     """Apply one event to a running saga and return what to do next."""
-    if state.status != "running":
-        return state, []
+    actions: list[SagaAction] = []
+    if state.status not in ("running", "compensating"):
+        ignore(event, "finished_saga", actions)
+        return state, actions
+    state.seq += 1
+    if isinstance(event, SagaDeadlinePassed):
+        if state.status == "running":
+            state.errors.append(
+                step_error(
+                    "step.deadline",
+                    f"flow '{flow.name}' did not finish within its deadline of "
+                    f"{flow.deadline_ms} ms",
+                )
+            )
+            compensation.fail_saga(flow, state, now_ms=event.at_ms, actions=actions)
+        return state, actions
+    undo = event.call.endswith(UNDO_SUFFIX)
+    target = event.call[: -len(UNDO_SUFFIX)] if undo else event.call
     try:
-        step_name, index = parse_call_id(event.call)
+        step_name, index = parse_call_id(target)
     except ValueError:
-        return state, []  # not a call id this saga could have made
+        ignore(event, "unknown_call", actions)
+        return state, actions
     progress = state.steps.get(step_name)
     slot = 0 if index is None else index
-    if (
-        progress is None
-        or slot < 0
-        or progress.status != "running"
-        or slot >= len(progress.done)
-        or progress.done[slot]
-        or progress.attempts[slot] != event.attempt
-    ):
-        return state, []
-    step = flow.step(step_name)
-    progress.done[slot] = True
-    actions: list[SagaAction] = []
-    if isinstance(event, CallReplied) and event.status == "ok":
-        _call_succeeded(flow, state, step, progress, slot=slot, event=event, actions=actions)
+    if progress is None or not 0 <= slot < len(progress.calls):
+        ignore(event, "unknown_call", actions)
         return state, actions
-    if isinstance(event, CallTimedOut):
-        failure = step_error(
-            "step.timeout",
-            f"no reply from {step.service}.{step.operation} within {step.timeout_ms} ms",
-            step=step.name,
-            call=event.call,
+    step = flow.step(step_name)
+    if undo:
+        compensation.on_undo_event(
+            flow, state, event, step=step, progress=progress, slot=slot, actions=actions
         )
     else:
-        failure = step_error(
-            f"step.{event.status}",
-            f"{step.service}.{step.operation} failed: {event.error_message or event.error_code}",
-            step=step.name,
-            call=event.call,
-            adapter_code=event.error_code,
-        )
-    _call_failed(
-        flow,
-        state,
-        step,
-        progress,
-        slot=slot,
-        failure=failure,
-        now_ms=event.at_ms,
-        actions=actions,
-    )
+        _on_call_event(flow, state, event, step=step, progress=progress, slot=slot, actions=actions)
     return state, actions
 
 
-def _call_succeeded(
+def _on_call_event(
     flow: CompiledFlow,
     state: SagaState,
+    event: CallReplied | CallTimedOut | RetryDue,
+    *,
     step: CompiledStep,
     progress: StepProgress,
-    *,
     slot: int,
-    event: CallReplied,
     actions: list[SagaAction],
 ) -> None:
-    output = event.output
-    if step.output is not None:
-        context = _context(state, progress.items, slot)
-        context["reply"] = output
-        try:
-            output = step.output.evaluate(context)
-        except EvaluationError as error:
-            failure = step_error("step.output_error", str(error), step=step.name, call=event.call)
-            _call_failed(
+    code = progress.calls[slot]
+    attempt = progress.attempts[slot]
+    if isinstance(event, RetryDue):
+        # A retry timer of a call that was cancelled (the saga failed) is moot.
+        if code == BACKOFF and event.attempt == attempt + 1 and state.status == "running":
+            send_call(
                 flow,
                 state,
                 step,
                 progress,
-                slot=slot,
-                failure=failure,
+                slot,
+                attempt=event.attempt,
                 now_ms=event.at_ms,
                 actions=actions,
             )
-            return
-    progress.results[slot] = output
-    _after_call(flow, state, step, progress, now_ms=event.at_ms, actions=actions)
-
-
-def _call_failed(
-    flow: CompiledFlow,
-    state: SagaState,
-    step: CompiledStep,
-    progress: StepProgress,
-    *,
-    slot: int,
-    failure: dict[str, Any],
-    now_ms: int,
-    actions: list[SagaAction],
-) -> None:
-    progress.failed += 1
-    state.errors.append(failure)
-    if not step.optional:
-        progress.status = "failed"
-        progress.finished_ms = now_ms
-        _finish(
-            flow, state, failed_result(flow, state, now_ms=now_ms), now_ms=now_ms, actions=actions
+        return
+    if code != IN_FLIGHT or attempt != event.attempt:
+        ignore(event, "old_attempt" if attempt != event.attempt else "finished_call", actions)
+        return
+    state.in_flight -= 1
+    now_ms = event.at_ms
+    if isinstance(event, CallReplied) and event.status == "ok":
+        _answer(
+            flow,
+            state,
+            step,
+            progress,
+            slot,
+            output=event.output,
+            failure=None,
+            now_ms=now_ms,
+            actions=actions,
         )
         return
-    # An optional step's failed call yields null and the saga carries on.
-    progress.results[slot] = None
-    _after_call(flow, state, step, progress, now_ms=now_ms, actions=actions)
+    timed_out = isinstance(event, CallTimedOut)
+    retryable = timed_out or (isinstance(event, CallReplied) and event.status == "technical_error")
+    if retryable and state.status == "running" and attempt < step.retry.attempts:
+        retry_after = event.retry_after_ms if isinstance(event, CallReplied) else None
+        wait_ms = step.retry.backoff_ms_after(
+            attempt,
+            correlation_id=correlation_id(state.request_id, event.call, attempt),
+            retry_after_ms=retry_after,
+        )
+        progress.calls[slot] = BACKOFF
+        actions.append(
+            ArmTimer(kind="retry", at_ms=now_ms + wait_ms, call=event.call, attempt=attempt + 1)
+        )
+        return
+    _answer(
+        flow,
+        state,
+        step,
+        progress,
+        slot,
+        output=None,
+        failure=_failure(step, event, attempts=attempt),
+        now_ms=now_ms,
+        actions=actions,
+    )
 
 
-def _after_call(
+def _failure(
+    step: CompiledStep, event: CallReplied | CallTimedOut, *, attempts: int
+) -> dict[str, Any]:
+    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+    if isinstance(event, CallTimedOut):
+        return step_error(
+            "step.timeout",
+            f"no reply from {step.service}.{step.operation} within {step.timeout_ms} ms{tries}",
+            step=step.name,
+            call=event.call,
+        )
+    return step_error(
+        f"step.{event.status}",
+        f"{step.service}.{step.operation} failed{tries}: {event.error_message or event.error_code}",
+        step=step.name,
+        call=event.call,
+        adapter_code=event.error_code,
+    )
+
+
+def _answer(
+    flow: CompiledFlow,
+    state: SagaState,
+    step: CompiledStep,
+    progress: StepProgress,
+    slot: int,
+    *,
+    output: Any,
+    failure: dict[str, Any] | None,
+    now_ms: int,
+    actions: list[SagaAction],
+) -> None:
+    """Settle a sent call for good, and every identical call that waited on it."""
+    key = progress.keys[slot] if progress.keys else None
+    waiting = state.shared_calls.pop(key, None) if key is not None else None
+    if key is not None and failure is None:
+        state.shared_answers[key] = output
+    _settle(
+        flow,
+        state,
+        step,
+        progress,
+        slot,
+        output=output,
+        failure=failure,
+        now_ms=now_ms,
+        actions=actions,
+    )
+    for other_step, other_slot in waiting or ():
+        other = state.steps[other_step]
+        if other.calls[other_slot] == SHARED:
+            _settle(
+                flow,
+                state,
+                flow.step(other_step),
+                other,
+                other_slot,
+                output=output,
+                failure=failure,
+                now_ms=now_ms,
+                actions=actions,
+            )
+
+
+def _settle(
+    flow: CompiledFlow,
+    state: SagaState,
+    step: CompiledStep,
+    progress: StepProgress,
+    slot: int,
+    *,
+    output: Any,
+    failure: dict[str, Any] | None,
+    now_ms: int,
+    actions: list[SagaAction],
+    refill: bool = True,
+) -> None:
+    if failure is None and step.output is not None:
+        context = call_scope(state, progress.items, slot)
+        context["reply"] = output
+        try:
+            output = step.output.evaluate(context)
+        except EvaluationError as error:
+            failure = step_error(
+                "step.output_error", str(error), step=step.name, call=call_id_of(step, slot)
+            )
+    progress.open -= 1
+    progress.busy -= 1
+    if failure is None:
+        progress.calls[slot] = SUCCEEDED
+        progress.results[slot] = output
+        progress.done_seq = state.seq
+    else:
+        progress.calls[slot] = FAILED
+        progress.failed += 1
+        progress.timeouts += failure["code"] == "step.timeout"
+        state.errors.append(failure)
+        if state.status == "running":
+            if not step.optional:
+                progress.status = "timed_out" if failure["code"] == "step.timeout" else "failed"
+                progress.finished_ms = now_ms
+                compensation.fail_saga(flow, state, now_ms=now_ms, actions=actions)
+                return
+            # The step has a default: this call yields it, and the saga carries on.
+            progress.results[slot] = step.default
+            progress.defaulted += 1
+            state.complete = False
+    if state.status != "running":
+        compensation.after_call(flow, state, now_ms=now_ms, actions=actions)
+    elif refill:
+        _fill(flow, state, step, progress, now_ms=now_ms, actions=actions)
+
+
+def _fill(
     flow: CompiledFlow,
     state: SagaState,
     step: CompiledStep,
@@ -171,21 +313,119 @@ def _after_call(
     now_ms: int,
     actions: list[SagaAction],
 ) -> None:
-    if progress.pending:
-        return
-    _complete_step(state, step, progress, now_ms=now_ms)
-    _advance(flow, state, now_ms=now_ms, actions=actions)
+    """Send queued calls up to the step's concurrency; finish the step when all are final."""
+    cap = step.concurrency
+    total = len(progress.calls)
+    # A loop, not recursion: calls answered at once (identical to an earlier
+    # one) settle here without re-entering, so 10,000 of them cost no stack.
+    while progress.next_queued < total and (cap is None or progress.busy < cap):
+        slot = progress.next_queued
+        progress.next_queued += 1
+        progress.busy += 1
+        _start_call(flow, state, step, progress, slot, now_ms=now_ms, actions=actions)
+        if state.status != "running":
+            return
+    if progress.open == 0 and progress.status == "running":
+        _complete_step(state, step, progress, now_ms=now_ms)
+        _advance(flow, state, now_ms=now_ms, actions=actions)
+
+
+def _start_call(
+    flow: CompiledFlow,
+    state: SagaState,
+    step: CompiledStep,
+    progress: StepProgress,
+    slot: int,
+    *,
+    now_ms: int,
+    actions: list[SagaAction],
+) -> None:
+    if step.shares_calls:
+        key = _share_key(step, progress.inputs[slot])
+        if key is not None:
+            if key in state.shared_answers:
+                _settle(
+                    flow,
+                    state,
+                    step,
+                    progress,
+                    slot,
+                    output=state.shared_answers[key],
+                    failure=None,
+                    now_ms=now_ms,
+                    actions=actions,
+                    refill=False,
+                )
+                return
+            waiting = state.shared_calls.get(key)
+            if waiting is not None:
+                waiting.append((step.name, slot))
+                progress.calls[slot] = SHARED
+                return
+            state.shared_calls[key] = []
+            assert progress.keys is not None
+            progress.keys[slot] = key
+    send_call(
+        flow, state, step, progress, slot, attempt=FIRST_ATTEMPT, now_ms=now_ms, actions=actions
+    )
+
+
+def _share_key(step: CompiledStep, call_input: Any) -> str | None:
+    try:
+        encoded = orjson.dumps(call_input, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    return f"{step.service}\x00{step.operation}\x00{encoded.decode()}"
+
+
+def send_call(
+    flow: CompiledFlow,
+    state: SagaState,
+    step: CompiledStep,
+    progress: StepProgress,
+    slot: int,
+    *,
+    attempt: int,
+    now_ms: int,
+    actions: list[SagaAction],
+) -> None:
+    """Dispatch one attempt of a forward call."""
+    progress.calls[slot] = IN_FLIGHT
+    progress.attempts[slot] = attempt
+    progress.attempts_made += 1
+    state.in_flight += 1
+    call = call_id_of(step, slot)
+    actions.append(
+        DispatchCall(
+            request_id=state.request_id,
+            flow=flow.name,
+            step=step.name,
+            call=call,
+            attempt=attempt,
+            service=step.service,
+            operation=step.operation,
+            input=progress.inputs[slot],
+            deadline_ms=now_ms + step.timeout_ms,
+            correlation_id=correlation_id(state.request_id, call, attempt),
+            # The same for every attempt and re-run of this call, so a downstream
+            # that honours idempotency keys performs it at most once.
+            idempotency_key=f"{state.request_id}:{call}",
+        )
+    )
 
 
 def _complete_step(
     state: SagaState, step: CompiledStep, progress: StepProgress, *, now_ms: int
 ) -> None:
-    calls = len(progress.done)
+    calls = len(progress.calls)
     if progress.failed == 0:
         progress.status = "ok"
+    elif progress.failed < calls:
+        progress.status = "partial"
     else:
-        progress.status = "failed" if progress.failed == calls else "partial"
+        progress.status = "timed_out" if progress.timeouts == calls else "failed"
     progress.finished_ms = now_ms
+    state.unfinished_steps -= 1
     state.outputs[step.name] = (
         progress.results if step.for_each is not None else progress.results[0]
     )
@@ -201,23 +441,24 @@ def _advance(
         for step in flow.steps:
             progress = state.steps[step.name]
             if progress.status != "waiting" or not all(
-                state.steps[dependency].status in ("ok", "partial", "failed")
-                for dependency in step.depends_on
+                state.steps[dependency].status in _FINISHED_STEP for dependency in step.depends_on
             ):
                 continue
-            if not _start_step(flow, state, step, progress, now_ms=now_ms, actions=actions):
+            _start_step(flow, state, step, progress, now_ms=now_ms, actions=actions)
+            if state.status != "running":
                 return
-            # A step with no calls (empty for_each) finished at once: look again.
-            progressed = progressed or state.steps[step.name].status != "running"
-    if state.status == "running" and all(
-        progress.status in ("ok", "partial", "failed") for progress in state.steps.values()
-    ):
-        _finish(
-            flow,
-            state,
-            completed_result(flow, state, now_ms=now_ms),
-            now_ms=now_ms,
-            actions=actions,
+            # A step that finished at once (skipped, empty for_each, answers
+            # shared with earlier calls) may unblock others: look again.
+            started: str = progress.status  # _start_step changed it
+            progressed = progressed or started != "running"
+    if state.status == "running" and state.unfinished_steps == 0:
+        data, failure = compose_data(flow, state)
+        if failure is not None:
+            state.errors.append(failure)
+            compensation.fail_saga(flow, state, now_ms=now_ms, actions=actions)
+            return
+        compensation.finish(
+            flow, state, status="completed", data=data, now_ms=now_ms, actions=actions
         )
 
 
@@ -229,52 +470,82 @@ def _start_step(
     *,
     now_ms: int,
     actions: list[SagaAction],
-) -> bool:
-    """Dispatch the step's calls; returns False if the saga failed instead."""
-    context = _context(state, None, 0)
+) -> None:
+    context = call_scope(state, None, 0)
+    try:
+        if step.when is not None and not _truthy(step.when.evaluate(context)):
+            progress.status = "skipped"
+            state.unfinished_steps -= 1
+            state.outputs[step.name] = None
+            return
+    except EvaluationError as error:
+        _fail_before_calls(
+            flow,
+            state,
+            progress,
+            code="step.condition_error",
+            step=step,
+            message=str(error),
+            now_ms=now_ms,
+            actions=actions,
+        )
+        return
     try:
         items = _items(step, context)
         inputs = [
-            step.input.evaluate(context if items is None else _with_item(context, items, index))
+            step.input.evaluate(context if items is None else with_item(context, items, index))
             for index in range(1 if items is None else len(items))
         ]
     except EvaluationError as error:
-        failure = step_error("step.input_error", str(error), step=step.name)
-        state.errors.append(failure)
-        progress.status = "failed"
-        _finish(
-            flow, state, failed_result(flow, state, now_ms=now_ms), now_ms=now_ms, actions=actions
+        _fail_before_calls(
+            flow,
+            state,
+            progress,
+            code="step.input_error",
+            step=step,
+            message=str(error),
+            now_ms=now_ms,
+            actions=actions,
         )
-        return False
+        return
+    count = len(inputs)
     progress.status = "running"
     progress.started_ms = now_ms
+    progress.started_seq = state.seq
     progress.items = items
-    progress.results = [None] * len(inputs)
-    progress.done = [False] * len(inputs)
-    progress.attempts = [FIRST_ATTEMPT] * len(inputs)
-    if not inputs:
-        # for_each over an empty list: the step is done with an empty output.
-        _complete_step(state, step, progress, now_ms=now_ms)
-        return True
-    for index, call_input in enumerate(inputs):
-        call = call_id(step.name, None if items is None else index)
-        actions.append(
-            DispatchCall(
-                request_id=state.request_id,
-                flow=flow.name,
-                step=step.name,
-                call=call,
-                attempt=FIRST_ATTEMPT,
-                service=step.service,
-                operation=step.operation,
-                input=call_input,
-                deadline_ms=now_ms + step.timeout_ms,
-                correlation_id=correlation_id(state.request_id, call, FIRST_ATTEMPT),
-                # The same for every attempt of this call, so a downstream that
-                # honours idempotency keys performs it at most once.
-                idempotency_key=f"{state.request_id}:{call}",
-            )
-        )
+    progress.inputs = inputs
+    progress.results = [None] * count
+    progress.calls = [QUEUED] * count
+    progress.attempts = [0] * count
+    progress.keys = [None] * count if step.shares_calls else None
+    progress.open = count
+    _fill(flow, state, step, progress, now_ms=now_ms, actions=actions)
+
+
+def _fail_before_calls(
+    flow: CompiledFlow,
+    state: SagaState,
+    progress: StepProgress,
+    *,
+    code: str,
+    step: CompiledStep,
+    message: str,
+    now_ms: int,
+    actions: list[SagaAction],
+) -> None:
+    state.errors.append(step_error(code, message, step=step.name))
+    progress.status = "failed"
+    progress.finished_ms = now_ms
+    compensation.fail_saga(flow, state, now_ms=now_ms, actions=actions)
+
+
+def _truthy(value: Any) -> bool:
+    # JMESPath's truth: false, null, and empty strings, lists and objects are
+    # false; every number (0 too) is true.
+    if value is None or value is False:
+        return False
+    if isinstance(value, str | list | dict):
+        return len(value) > 0
     return True
 
 
@@ -289,35 +560,3 @@ def _items(step: CompiledStep, context: dict[str, Any]) -> list[Any] | None:
             f"for_each {step.for_each.source!r} gave a {type(items).__name__}, not a list"
         )
     return items
-
-
-def _context(state: SagaState, items: Sequence[Any] | None, index: int) -> dict[str, Any]:
-    context: dict[str, Any] = dict(state.outputs)
-    context["input"] = state.input
-    if items is not None:
-        context["item"] = items[index]
-        context["index"] = index
-    return context
-
-
-def _with_item(context: dict[str, Any], items: Sequence[Any], index: int) -> dict[str, Any]:
-    scoped = dict(context)
-    scoped["item"] = items[index]
-    scoped["index"] = index
-    return scoped
-
-
-def _finish(
-    flow: CompiledFlow,
-    state: SagaState,
-    result: dict[str, Any],
-    *,
-    now_ms: int,
-    actions: list[SagaAction],
-) -> None:
-    state.status = result["status"]
-    state.finished_ms = now_ms
-    # Calls decided in this same step but not yet carried out are dropped: the
-    # request is over, nobody should be called for it any more.
-    actions[:] = [action for action in actions if not isinstance(action, DispatchCall)]
-    actions.append(PublishResult(result=result))

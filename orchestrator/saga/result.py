@@ -1,15 +1,17 @@
-"""Build result events (as plain dicts shaped like :class:`contracts.ResultEvent`)."""
+"""Build result events (as plain dicts shaped like :class:`contracts.ResultEvent`).
+
+The dicts are built here rather than through the pydantic model because this is
+the hot path; ``tests/orchestrator/saga`` checks every shape against the model.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from contracts.base import SCHEMA_VERSION
+from contracts.events import RESULT_SCHEMA_VERSION
 from orchestrator.expressions import EvaluationError
 from orchestrator.flow import CompiledFlow
-from orchestrator.saga.state import SagaState
-
-_SUMMARY_STATUS = {"waiting": "not_run", "running": "not_run"}
+from orchestrator.saga.state import SagaState, StepProgress
 
 
 def step_error(
@@ -30,43 +32,20 @@ def step_error(
     }
 
 
-def completed_result(flow: CompiledFlow, state: SagaState, *, now_ms: int) -> dict[str, Any]:
-    """The result of a saga whose steps all finished; failed if the result mapping fails."""
+def compose_data(flow: CompiledFlow, state: SagaState) -> tuple[Any, dict[str, Any] | None]:
+    """Evaluate the flow's ``result`` mapping: ``(data, None)`` or ``(None, error)``."""
     context: dict[str, Any] = dict(state.outputs)
     context["input"] = state.input
     try:
-        data = flow.result.evaluate(context)
+        return flow.result.evaluate(context), None
     except EvaluationError as error:
-        state.errors.append(step_error("result.mapping_error", str(error)))
-        return failed_result(flow, state, now_ms=now_ms)
-    return _result(flow, state, status="completed", data=data, now_ms=now_ms)
+        return None, step_error("result.mapping_error", str(error))
 
 
-def failed_result(flow: CompiledFlow, state: SagaState, *, now_ms: int) -> dict[str, Any]:
-    """The result of a saga that failed; ``state.errors`` says why."""
-    return _result(flow, state, status="failed", data=None, now_ms=now_ms)
-
-
-def rejected_result(
-    *, request_id: str, flow: str | None, code: str, message: str, now_ms: int
-) -> dict[str, Any]:
-    """The result of a request that never became a saga (unknown flow, bad input...)."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "request_id": request_id,
-        "flow": flow,
-        "status": "failed",
-        "data": None,
-        "steps": [],
-        "errors": [step_error(code, message)],
-        "started_at_ms": now_ms,
-        "finished_at_ms": now_ms,
-    }
-
-
-def _result(
+def build_result(
     flow: CompiledFlow, state: SagaState, *, status: str, data: Any, now_ms: int
 ) -> dict[str, Any]:
+    """The result event of a saga that has ended with ``status``."""
     steps = []
     for step in flow.steps:
         progress = state.steps[step.name]
@@ -78,20 +57,72 @@ def _result(
         steps.append(
             {
                 "step": step.name,
-                "status": _SUMMARY_STATUS.get(progress.status, progress.status),
-                "calls": len(progress.done),
+                "status": summary_status(progress),
+                "calls": len(progress.calls),
                 "failed_calls": progress.failed,
+                "attempts": progress.attempts_made,
+                "compensated_calls": progress.compensated,
                 "duration_ms": duration,
             }
         )
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": RESULT_SCHEMA_VERSION,
         "request_id": state.request_id,
         "flow": flow.name,
+        "flow_version": state.flow_version,
         "status": status,
+        "complete": status == "completed" and state.complete,
         "data": data,
         "steps": steps,
         "errors": list(state.errors),
         "started_at_ms": state.started_ms,
+        "finished_at_ms": now_ms,
+    }
+
+
+def summary_status(progress: StepProgress) -> str:
+    """How a step ended, as the result reports it (see :data:`contracts.events.StepStatus`)."""
+    status = progress.status
+    if status == "waiting" or (status == "running" and progress.attempts_made == 0):
+        # Queued, or withdrawn before any call left: nothing was sent.
+        return "not_run"
+    if status == "skipped":
+        return status
+    if progress.compensation_failed:
+        return "compensation_failed"
+    if status in ("failed", "timed_out"):
+        # The step that failed says so, even if its other calls were undone
+        # (``compensated_calls`` counts those).
+        return status
+    if progress.compensated:
+        return "compensated"
+    if progress.cancelled:
+        return "cancelled"
+    if status != "running":
+        return status
+    # The saga failed while this step ran; its calls that were in flight ended.
+    calls = len(progress.calls)
+    if progress.failed == 0:
+        return "ok"
+    if progress.failed < calls:
+        return "partial"
+    return "timed_out" if progress.timeouts == calls else "failed"
+
+
+def rejected_result(
+    *, request_id: str, flow: str | None, code: str, message: str, now_ms: int
+) -> dict[str, Any]:
+    """The result of a request that never became a saga (unknown flow, bad input...)."""
+    return {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "request_id": request_id,
+        "flow": flow,
+        "flow_version": None,
+        "status": "failed",
+        "complete": False,
+        "data": None,
+        "steps": [],
+        "errors": [step_error(code, message)],
+        "started_at_ms": now_ms,
         "finished_at_ms": now_ms,
     }

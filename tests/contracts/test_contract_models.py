@@ -73,10 +73,28 @@ def test_models_reject_unknown_fields(model: type[BaseModel], data: dict[str, An
 
 
 @pytest.mark.parametrize(("model", "data"), VALID, ids=IDS)
-def test_models_pin_schema_version_one(model: type[BaseModel], data: dict[str, Any]) -> None:
-    assert model.model_validate(data).model_dump()["schema_version"] == 1
+def test_models_pin_their_schema_version(model: type[BaseModel], data: dict[str, Any]) -> None:
+    # Results are at version 2 (additive over 1, which still parses); the rest at 1.
+    current = 2 if model is ResultEvent else 1
+    assert model.model_validate(data).model_dump()["schema_version"] == current
     with pytest.raises(ValidationError, match="schema_version"):
-        model.model_validate({**data, "schema_version": 2})
+        model.model_validate({**data, "schema_version": current + 1})
+
+
+def test_a_version_1_result_still_parses() -> None:
+    old = {
+        "schema_version": 1,
+        "request_id": "r-1",
+        "flow": "f",
+        "status": "failed",
+        "started_at_ms": 1,
+        "finished_at_ms": 2,
+        "steps": [{"step": "a", "status": "not_run", "calls": 0, "failed_calls": 0}],
+    }
+
+    result = ResultEvent.model_validate(old)
+
+    assert (result.complete, result.flow_version, result.steps[0].attempts) == (True, None, 0)
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,14 @@ import orjson
 import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel
 
 from contracts import cloudevents
 from contracts.events import StepReply
+from handlers import CallContext, CallOutcome, Service
 from handlers.demo.inventory import inventory
 from handlers.worker import Reply, Unanswerable, answer_command, build_worker
+from tests.integration.kafka_io import publish_raw, read_topic
 
 SOURCE = "urn:orchestrator:adapter:inventory"
 REPLY_HEADERS = {cloudevents.REPLY_TOPIC: "orch.replies", cloudevents.REPLY_PARTITION: "3"}
@@ -168,3 +171,169 @@ async def test_worker_broker_replies_and_dead_letters_in_memory() -> None:
     assert dead_headers["dlq_code"] == "command.missing_headers"
     assert dead_headers["dlq_topic"] == inventory.command_topic
     assert {"dlq_reason", "dlq_partition", "dlq_offset"} <= set(dead_headers)
+
+
+class Reservation(BaseModel):
+    order_id: str
+
+
+def context_service(
+    command_topic: str | None = None,
+) -> tuple[Service, list[CallContext]]:
+    """A service whose one operation records its context and answers with it."""
+    service = Service("reservations", command_topic=command_topic)
+    seen: list[CallContext] = []
+
+    @service.operation
+    async def reserve(order: Reservation, ctx: CallContext) -> dict[str, Any]:
+        seen.append(ctx)
+        return {"order_id": order.order_id, "idempotency_key": ctx.idempotency_key}
+
+    return service, seen
+
+
+def reserve_command(deadline_ms: int) -> dict[str, Any]:
+    return command(
+        request_id="r-5",
+        flow="orders",
+        step="reserve",
+        call="reserve#3",
+        attempt=2,
+        service="reservations",
+        operation="reserve",
+        input={"order_id": "o-1"},
+        deadline_ms=deadline_ms,
+        correlation_id="r-5:reserve#3:2",
+        idempotency_key="r-5:reserve#3",
+    )
+
+
+EXPECTED_CONTEXT = {
+    "request_id": "r-5",
+    "call": "reserve#3",
+    "attempt": 2,
+    "idempotency_key": "r-5:reserve#3",
+    "flow": "orders",
+    "step": "reserve",
+}
+
+
+def context_fields(context: CallContext) -> dict[str, Any]:
+    return {name: getattr(context, name) for name in EXPECTED_CONTEXT}
+
+
+async def test_a_remote_operation_receives_the_commands_context() -> None:
+    service, seen = context_service()
+    deadline_ms = time.time_ns() // 1_000_000 + 60_000
+
+    reply = await answer_command(
+        service,
+        value=orjson.dumps(reserve_command(deadline_ms)),
+        headers=REPLY_HEADERS,
+        source=SOURCE,
+    )
+
+    assert isinstance(reply, Reply)
+    [context] = seen
+    assert context_fields(context) == EXPECTED_CONTEXT
+    assert context.deadline_ms == deadline_ms
+    parsed = StepReply.model_validate_json(reply.value)
+    assert (parsed.status, parsed.correlation_id) == ("ok", "r-5:reserve#3:2")
+    assert parsed.output == {"order_id": "o-1", "idempotency_key": "r-5:reserve#3"}
+
+
+class Throttled(Service):
+    """A service whose every call is a technical error asking for a later retry."""
+
+    async def invoke(
+        self, operation: str, payload: Any, context: CallContext | None = None
+    ) -> CallOutcome:
+        return CallOutcome.technical_error("upstream.busy", "try later", retry_after_ms=1500)
+
+
+async def test_a_retry_after_of_the_outcome_is_in_the_reply() -> None:
+    reply = await answer_command(
+        Throttled("inventory"), value=orjson.dumps(command()), headers=REPLY_HEADERS, source=SOURCE
+    )
+
+    assert isinstance(reply, Reply)
+    assert orjson.loads(reply.value)["retry_after_ms"] == 1500
+    parsed = StepReply.model_validate_json(reply.value)
+    assert (parsed.status, parsed.retry_after_ms) == ("technical_error", 1500)
+    assert parsed.error is not None
+    assert parsed.error.code == "upstream.busy"
+
+
+async def test_a_reply_without_retry_after_does_not_carry_the_field() -> None:
+    reply = await answer(orjson.dumps(command()))
+
+    assert isinstance(reply, Reply)
+    assert "retry_after_ms" not in orjson.loads(reply.value)
+
+
+async def test_worker_broker_passes_the_context_in_memory() -> None:
+    service, seen = context_service()
+    broker, _app = build_worker(service, bootstrap_servers="127.0.0.1:1")
+    replies: list[Any] = []
+
+    @broker.subscriber("orch.replies")
+    async def on_reply(message: KafkaMessage) -> None:
+        replies.append(message.raw_message)
+
+    deadline_ms = time.time_ns() // 1_000_000 + 60_000
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(
+            orjson.dumps(reserve_command(deadline_ms)),
+            service.command_topic,
+            key=b"r-5",
+            headers=REPLY_HEADERS,
+        )
+
+    [context] = seen
+    assert context_fields(context) == EXPECTED_CONTEXT
+    assert context.deadline_ms == deadline_ms
+    [reply] = replies
+    assert StepReply.model_validate_json(reply.value).output == {
+        "order_id": "o-1",
+        "idempotency_key": "r-5:reserve#3",
+    }
+
+
+@pytest.mark.kafka
+async def test_worker_passes_the_context_over_the_real_broker(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    service, seen = context_service(command_topic=f"{topic_prefix}.reservations.commands")
+    reply_topic = f"{topic_prefix}.replies"
+    deadline_ms = time.time_ns() // 1_000_000 + 90_000
+    # Published first, so the worker finds its topic (and reads it from the start).
+    await publish_raw(
+        kafka_bootstrap,
+        service.command_topic,
+        value=orjson.dumps(reserve_command(deadline_ms)),
+        key=b"r-5",
+        headers=[
+            (cloudevents.REPLY_TOPIC, reply_topic.encode()),
+            (cloudevents.REPLY_PARTITION, b"0"),
+        ],
+    )
+    broker, _app = build_worker(
+        service,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{topic_prefix}.reservations",
+        dead_letter_topic=f"{topic_prefix}.dlq",
+    )
+    await broker.start()
+    try:
+        records = await read_topic(kafka_bootstrap, reply_topic, expect=1, timeout_s=60)
+    finally:
+        await broker.stop()
+
+    [record] = records
+    assert (record.key, record.partition) == (b"r-5", 0)
+    parsed = StepReply.model_validate_json(record.value)
+    assert (parsed.status, parsed.correlation_id) == ("ok", "r-5:reserve#3:2")
+    assert parsed.output == {"order_id": "o-1", "idempotency_key": "r-5:reserve#3"}
+    [context] = seen
+    assert context_fields(context) == EXPECTED_CONTEXT
+    assert context.deadline_ms == deadline_ms

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from contracts.catalog import HttpService
+from handlers.context import CallContext
 from handlers.demo.http_server import HttpCall, JsonHttpServer, RouteResult
 from handlers.http import HttpAdapter, build_http_client
 
@@ -92,7 +93,10 @@ async def call(
 ) -> Any:
     adapter = adapter_for(server.url + "/", client)
     return await adapter.call(
-        operation, payload or {}, idempotency_key="r-1:step", timeout_s=timeout_s
+        operation,
+        payload or {},
+        context=CallContext.for_test(request_id="r-1", call="step"),
+        timeout_s=timeout_s,
     )
 
 
@@ -138,7 +142,9 @@ async def test_unreachable_port(client: httpx.AsyncClient) -> None:
         port = probe.getsockname()[1]
     adapter = adapter_for(f"http://127.0.0.1:{port}", client)
 
-    outcome = await adapter.call("get_item", {"id": "x"}, idempotency_key="k", timeout_s=2)
+    outcome = await adapter.call(
+        "get_item", {"id": "x"}, context=CallContext.for_test(call="k"), timeout_s=2
+    )
 
     assert (outcome.status, outcome.error_code) == ("technical_error", "http.unreachable")
     assert f"127.0.0.1:{port}/items/x" in outcome.error_message
@@ -194,7 +200,9 @@ async def test_missing_input_field_is_a_business_error(
     before = len(server.calls)
     adapter = adapter_for(server.url, client)
 
-    outcome = await adapter.call("get_item", payload, idempotency_key="k", timeout_s=5)
+    outcome = await adapter.call(
+        "get_item", payload, context=CallContext.for_test(call="k"), timeout_s=5
+    )
 
     assert (outcome.status, outcome.error_code) == ("business_error", "input.invalid")
     assert "items.get_item needs input field 'id'" in outcome.error_message
@@ -230,7 +238,9 @@ async def test_non_json_success_body_is_a_technical_error(client: httpx.AsyncCli
     try:
         host, port = text_server.server_address[:2]
         adapter = adapter_for(f"http://{host!s}:{port}", client)
-        outcome = await adapter.call("get_item", {"id": "x"}, idempotency_key="k", timeout_s=5)
+        outcome = await adapter.call(
+            "get_item", {"id": "x"}, context=CallContext.for_test(call="k"), timeout_s=5
+        )
     finally:
         text_server.shutdown()
         text_server.server_close()

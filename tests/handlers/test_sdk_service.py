@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from handlers import CallContext
 from handlers.errors import AdapterSetupError, BusinessError
 from handlers.sdk import Service
 
@@ -126,20 +127,207 @@ async def _no_return(query: Query):  # type: ignore[no-untyped-def]
 
 
 async def _no_param_annotation(query) -> Answer:  # type: ignore[no-untyped-def]
-    return query
-
-
-async def _two_params(query: Query, extra: int) -> Answer:
     raise NotImplementedError
 
 
-@pytest.mark.parametrize("function", [_no_return, _no_param_annotation, _two_params])
-def test_operation_needs_one_annotated_parameter_and_a_return(function: Any) -> None:
+async def _no_params() -> Answer:
+    raise NotImplementedError
+
+
+async def _second_not_context(query: Query, extra: int) -> Answer:
+    raise NotImplementedError
+
+
+async def _second_not_annotated(query: Query, ctx) -> Answer:  # type: ignore[no-untyped-def]
+    raise NotImplementedError
+
+
+async def _three_params(query: Query, ctx: CallContext, extra: int) -> Answer:
+    raise NotImplementedError
+
+
+async def _context_first(ctx: CallContext, query: Query) -> Answer:
+    raise NotImplementedError
+
+
+async def _context_only(ctx: CallContext) -> Answer:
+    raise NotImplementedError
+
+
+async def _keyword_context(query: Query, *, ctx: CallContext) -> Answer:
+    raise NotImplementedError
+
+
+async def _var_args(*queries: Query) -> Answer:
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("function", "problem"),
+    [
+        (_no_return, "its return type is not annotated"),
+        (_no_param_annotation, "its input parameter 'query' has no annotation"),
+        (_no_params, "it takes ()"),
+        (_second_not_context, "its second parameter 'extra' is not annotated `CallContext`"),
+        (_second_not_annotated, "its second parameter 'ctx' is not annotated `CallContext`"),
+        (_three_params, "it takes (query: 'Query', ctx: 'CallContext', extra: 'int')"),
+        (_context_first, "its first parameter is the CallContext"),
+        (_context_only, "its first parameter is the CallContext"),
+        (_keyword_context, "it takes (query: 'Query', *, ctx: 'CallContext')"),
+        (_var_args, "it takes (*queries: 'Query')"),
+    ],
+)
+def test_a_bad_signature_is_a_setup_error_naming_the_fix(function: Any, problem: str) -> None:
     shop = Service("shop")
 
-    with pytest.raises(AdapterSetupError, match="exactly one annotated parameter"):
+    with pytest.raises(AdapterSetupError) as raised:
         shop.operation("op")(function)
+
+    message = str(raised.value)
+    assert message.startswith(f"Adapter operation 'op' ({function.__qualname__}) must be ")
+    assert "`async def op(query: Query) -> Answer`" in message
+    assert "`async def op(query: Query, ctx: CallContext) -> Answer`" in message
+    assert problem in message
     assert shop.operations == {}
+
+
+def test_a_bad_signature_fails_at_declaration_with_the_bare_decorator_too() -> None:
+    shop = Service("shop")
+
+    with pytest.raises(AdapterSetupError, match="second parameter 'extra'"):
+
+        @shop.operation
+        async def op(query: Query, extra: int) -> Answer:
+            raise NotImplementedError
+
+    assert shop.operations == {}
+
+
+def test_an_annotation_that_cannot_be_resolved_is_a_setup_error() -> None:
+    async def op(query: Any) -> Answer:
+        raise NotImplementedError
+
+    op.__annotations__ = {"query": "Query", "return": "OnlyUnderTypeChecking"}
+    shop = Service("shop")
+
+    with pytest.raises(AdapterSetupError, match=r"annotations cannot be read \(NameError"):
+        shop.operation(op)
+
+
+def test_the_bare_decorator_registers_under_the_function_name() -> None:
+    shop = Service("shop")
+
+    @shop.operation
+    async def quote(query: Query) -> Answer:
+        return Answer(sku=query.sku, total=1.0)
+
+    assert list(shop.operations) == ["quote"]
+    assert shop.operations["quote"].function is quote
+    assert quote.__name__ == "quote"  # the function itself, not a wrapper
+
+
+async def test_a_bare_decorated_operation_runs() -> None:
+    shop = Service("shop")
+
+    @shop.operation
+    async def quote(query: Query, ctx: CallContext) -> Answer:
+        return Answer(sku=f"{query.sku}@{ctx.call}", total=2.0 * query.qty)
+
+    outcome = await shop.invoke("quote", {"sku": "a", "qty": 3})
+
+    assert (outcome.status, outcome.output) == ("ok", {"sku": "a@quote", "total": 6.0})
+
+
+def test_the_decorator_with_a_name_keeps_working() -> None:
+    shop = Service("shop")
+
+    @shop.operation("quote")
+    async def first(query: Query) -> Answer:
+        raise NotImplementedError
+
+    @shop.operation(name="price")
+    async def second(query: Query) -> Answer:
+        raise NotImplementedError
+
+    @shop.operation()
+    async def third(query: Query) -> Answer:
+        raise NotImplementedError
+
+    assert shop.operations["quote"].function is first
+    assert shop.operations["price"].function is second
+    assert shop.operations["third"].function is third
+
+
+@pytest.mark.parametrize("argument", [42, b"quote", ["quote"]])
+def test_the_decorator_given_neither_a_name_nor_a_function_fails(argument: Any) -> None:
+    shop = Service("shop")
+
+    with pytest.raises(AdapterSetupError, match="@operation takes an operation name"):
+        shop.operation(argument)
+    assert shop.operations == {}
+
+
+def test_decorating_something_not_callable_fails() -> None:
+    shop = Service("shop")
+
+    with pytest.raises(AdapterSetupError, match="decorates an async function, not 42"):
+        shop.operation("op")(42)  # type: ignore[type-var]
+
+
+def context_service(seen: list[CallContext]) -> Service:
+    shop = Service("shop")
+
+    @shop.operation("reserve")
+    async def reserve(query: Query, ctx: CallContext) -> Answer:
+        seen.append(ctx)
+        return Answer(sku=ctx.idempotency_key, total=float(ctx.attempt))
+
+    return shop
+
+
+async def test_a_two_parameter_operation_receives_the_given_context() -> None:
+    seen: list[CallContext] = []
+    context = CallContext(
+        request_id="r-9",
+        call="lines#4",
+        attempt=3,
+        idempotency_key="r-9:lines#4",
+        deadline_ms=1_700_000_000_000,
+        flow="orders",
+        step="lines",
+    )
+
+    outcome = await context_service(seen).invoke("reserve", {"sku": "a"}, context)
+
+    assert seen == [context]
+    assert (outcome.status, outcome.output) == ("ok", {"sku": "r-9:lines#4", "total": 3.0})
+
+
+async def test_a_direct_call_without_a_context_gets_a_test_context() -> None:
+    seen: list[CallContext] = []
+
+    outcome = await context_service(seen).invoke("reserve", {"sku": "a"})
+
+    assert seen == [CallContext.for_test(call="reserve")]
+    assert seen[0].idempotency_key == "test-request:reserve"
+    assert outcome.output == {"sku": "test-request:reserve", "total": 1.0}
+
+
+async def test_invalid_input_does_not_reach_a_context_operation() -> None:
+    seen: list[CallContext] = []
+
+    outcome = await context_service(seen).invoke("reserve", {"qty": 1})
+
+    assert (outcome.status, outcome.error_code) == ("business_error", "input.invalid")
+    assert seen == []
+
+
+async def test_a_one_parameter_operation_ignores_the_context() -> None:
+    outcome = await make_service().invoke(
+        "price", {"sku": "a", "qty": 2}, CallContext.for_test(request_id="r-2")
+    )
+
+    assert (outcome.status, outcome.output) == ("ok", {"sku": "a", "total": 5.0})
 
 
 @pytest.mark.parametrize("name", ["Shop", "1shop", "", "shop service", "a" * 101, "shop/x"])

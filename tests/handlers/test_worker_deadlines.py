@@ -9,6 +9,7 @@ import orjson
 from pydantic import BaseModel
 
 from contracts import cloudevents
+from handlers.context import CallContext
 from handlers.sdk import Service
 from handlers.worker import Reply, answer_command
 
@@ -55,6 +56,11 @@ def service_with_calls() -> tuple[Service, list[str]]:
         calls.append(query.id)
         await asyncio.sleep(30)
         return "too late"
+
+    @service.operation("budget")
+    async def budget(query: Query, ctx: CallContext) -> int:
+        calls.append(query.id)
+        return ctx.deadline_ms - NOW_MS  # what is left of the call's time
 
     return service, calls
 
@@ -105,3 +111,26 @@ async def test_an_operation_running_past_the_deadline_is_cut_off() -> None:
     assert payload["status"] == "technical_error"
     assert isinstance(payload["error"], dict)
     assert payload["error"]["code"] == "adapter.timeout"
+
+
+async def test_an_operation_sees_the_commands_deadline_in_its_context() -> None:
+    service, calls = service_with_calls()
+
+    payload = await answer(
+        service, command(deadline_ms=NOW_MS + 4_321, operation="budget"), now_ms=NOW_MS
+    )
+
+    assert calls == ["a"]
+    assert (payload["status"], payload["output"]) == ("ok", 4_321)
+
+
+async def test_a_late_command_does_not_reach_a_context_operation() -> None:
+    service, calls = service_with_calls()
+
+    payload = await answer(
+        service, command(deadline_ms=NOW_MS - 1, operation="budget"), now_ms=NOW_MS
+    )
+
+    assert calls == []
+    assert isinstance(payload["error"], dict)
+    assert payload["error"]["code"] == "command.expired"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.flow import FlowDefinition
+from contracts.flow import CompensationDefinition, FlowDefinition, RetryPolicy
 from orchestrator.builder import FlowBuilder, StepRef
 from orchestrator.errors import FlowLoadError
 from orchestrator.flow_files import read_flow_definition
@@ -142,3 +142,74 @@ def test_step_ref_path(fields: tuple[str, ...], expected: str) -> None:
 
     assert ref.path(*fields) == expected
     assert str(ref) == "order"
+
+
+def test_builder_declares_saga_settings_like_a_flow_file() -> None:
+    builder = FlowBuilder(
+        "place-order", version=3, deadline_ms=15_000, retry=RetryPolicy(attempts=3)
+    )
+    reserve = builder.step(
+        "reserve",
+        service="inventory",
+        operation="reserve",
+        input={"order_id": "input.order_id"},
+        retry=RetryPolicy(attempts=5),
+        compensate=CompensationDefinition(
+            operation="release", input={"reservation_id": "reserve.reservation_id"}
+        ),
+    )
+    builder.step(
+        "recommend",
+        service="inventory",
+        operation="recommend",
+        input={"id": reserve.path("reservation_id")},
+        when="input.include_recommendations",
+        default=[],
+    )
+    builder.step(
+        "lines",
+        service="inventory",
+        operation="get",
+        for_each="input.items",
+        input={"id": "item"},
+        concurrency=8,
+    )
+    built = builder.result({"r": "reserve", "rec": "recommend", "lines": "lines"}).build()
+
+    assert built == FlowDefinition.model_validate(
+        {
+            "name": "place-order",
+            "version": 3,
+            "deadline_ms": 15_000,
+            "defaults": {"retry": {"attempts": 3}},
+            "steps": {
+                "reserve": {
+                    "service": "inventory",
+                    "operation": "reserve",
+                    "input": {"order_id": "input.order_id"},
+                    "retry": {"attempts": 5},
+                    "compensate": {
+                        "operation": "release",
+                        "input": {"reservation_id": "reserve.reservation_id"},
+                    },
+                },
+                "recommend": {
+                    "service": "inventory",
+                    "operation": "recommend",
+                    "input": {"id": "reserve.reservation_id"},
+                    "when": "input.include_recommendations",
+                    "default": [],
+                },
+                "lines": {
+                    "service": "inventory",
+                    "operation": "get",
+                    "for_each": "input.items",
+                    "input": {"id": "item"},
+                    "concurrency": 8,
+                },
+            },
+            "result": {"r": "reserve", "rec": "recommend", "lines": "lines"},
+        }
+    )
+    assert built.steps["recommend"].has_default
+    assert not built.steps["reserve"].has_default

@@ -36,7 +36,27 @@ def test_check_accepts_the_demo_flows() -> None:
     completed = orchestrator("check", str(DEMO_FLOWS))
 
     assert completed.returncode == 0, completed.stderr
-    assert "ok: flow 'order-details' (5 steps)" in completed.stdout
+    assert "ok: flow 'order-details' version 1 (5 steps)" in completed.stdout
+
+
+def test_check_prints_warnings_and_still_succeeds(tmp_path: Path) -> None:
+    (tmp_path / "services.yaml").write_text("services:\n  svc: {kind: kafka}\n")
+    flow = tmp_path / "unread.yaml"
+    flow.write_text(
+        "name: unread\n"
+        "version: 4\n"
+        "steps:\n"
+        "  a: {service: svc, operation: op, input: {x: input.x}}\n"
+        "  leftover: {service: svc, operation: op, input: {x: input.x}}\n"
+        "result: a\n"
+    )
+
+    completed = orchestrator("check", str(flow))
+
+    assert completed.returncode == 0, completed.stderr
+    assert "ok: flow 'unread' version 4 (2 steps)" in completed.stdout
+    assert f"warning: {flow}: step 'leftover': nobody reads its output" in completed.stdout
+    assert "step 'a'" not in completed.stdout
 
 
 def test_check_rejects_a_cycle_naming_file_and_steps(tmp_path: Path) -> None:

@@ -149,10 +149,15 @@ def test_fail_a_required_call(flow: CompiledFlow) -> None:
     run.reply("order", data.ORDERS["o-1"])
 
     run.fail("store", "http.503", "maintenance", technical=True)
+    # The saga has failed, but waits for the calls still in flight before its result.
+    assert run.result is None
+    for call in ("user", "products#0", "products#1", "products#2", "stock"):
+        run.fail(call, "http.503", technical=True)
+    run.expect_no_more_calls()
 
     assert run.result is not None
     assert run.result["status"] == "failed"
-    [error] = run.result["errors"]
+    error = run.result["errors"][0]
     assert (error["code"], error["step"], error["adapter_code"]) == (
         "step.technical_error",
         "store",
@@ -168,6 +173,9 @@ def test_time_out_moves_the_clock_to_the_deadline(flow: CompiledFlow) -> None:
     run.time_out("user")
 
     assert run.now_ms == 10 + 5000
+    assert run.result is None  # waits for store, products and stock, up to their deadlines
+    run.advance(0)
+
     assert run.result is not None
     assert run.result["status"] == "failed"
     assert run.result["errors"][0]["code"] == "step.timeout"

@@ -6,6 +6,7 @@ import asyncio
 
 from pydantic import BaseModel
 
+from handlers.context import CallContext
 from handlers.sdk import Service
 from orchestrator.runtime.adapters import SdkServiceAdapter
 
@@ -31,7 +32,7 @@ def service() -> Service:
 
 async def test_an_operation_past_its_timeout_is_a_technical_error() -> None:
     outcome = await SdkServiceAdapter(service()).call(
-        "hang", {"id": "a"}, idempotency_key="r:s", timeout_s=0.05
+        "hang", {"id": "a"}, context=CallContext.for_test(call="s"), timeout_s=0.05
     )
 
     assert (outcome.status, outcome.error_code) == ("technical_error", "adapter.timeout")
@@ -39,8 +40,39 @@ async def test_an_operation_past_its_timeout_is_a_technical_error() -> None:
 
 async def test_an_output_the_return_type_cannot_serialise_is_a_technical_error() -> None:
     outcome = await SdkServiceAdapter(service()).call(
-        "lies", {"id": "a"}, idempotency_key="r:s", timeout_s=5
+        "lies", {"id": "a"}, context=CallContext.for_test(call="s"), timeout_s=5
     )
 
     assert (outcome.status, outcome.error_code) == ("technical_error", "adapter.invalid_output")
     assert "lies returned a value its return type cannot serialise" in outcome.error_message
+
+
+async def test_the_call_context_reaches_a_two_parameter_operation() -> None:
+    svc = Service("svc")
+    seen: list[CallContext] = []
+
+    @svc.operation
+    async def reserve(query: Query, ctx: CallContext) -> dict[str, object]:
+        seen.append(ctx)
+        return {"id": query.id, "key": ctx.idempotency_key, "attempt": ctx.attempt}
+
+    context = CallContext(
+        request_id="r-7",
+        call="lines#2",
+        attempt=3,
+        idempotency_key="r-7:lines#2",
+        deadline_ms=1_700_000_060_000,
+        flow="orders",
+        step="lines",
+    )
+
+    outcome = await SdkServiceAdapter(svc).call(
+        "reserve", {"id": "a"}, context=context, timeout_s=5
+    )
+
+    assert (outcome.status, outcome.output) == (
+        "ok",
+        {"id": "a", "key": "r-7:lines#2", "attempt": 3},
+    )
+    assert seen == [context]
+    assert seen[0].deadline_ms == 1_700_000_060_000

@@ -26,10 +26,12 @@ ACTION = DispatchCall(
     idempotency_key="r-1:products#2",
 )
 RESULT = {
-    "schema_version": 1,
+    "schema_version": 2,
     "request_id": "r-1",
     "flow": "order-details",
+    "flow_version": 1,
     "status": "completed",
+    "complete": True,
     "data": {"total": 61.0},
     "steps": [],
     "errors": [],

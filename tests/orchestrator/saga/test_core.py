@@ -14,6 +14,7 @@ from orchestrator.saga import (
     CallReplied,
     CallTimedOut,
     DispatchCall,
+    EventIgnored,
     PublishResult,
     decide,
     start_saga,
@@ -152,7 +153,9 @@ def test_second_answer_for_a_call_changes_nothing(event: Any) -> None:
 
     state, actions = decide(flow, state, event)
 
-    assert actions == []
+    # Nothing is dispatched or published; a late reply is reported as ignored.
+    assert all(isinstance(action, EventIgnored) for action in actions)
+    assert len(actions) == (1 if isinstance(event, CallReplied) else 0)
     assert state.outputs["a"] == {"b_id": "B", "items": []}
 
 
@@ -171,7 +174,14 @@ def test_answers_that_match_no_call_are_ignored(event: CallReplied) -> None:
 
     state, actions = decide(flow, state, event)
 
-    assert actions == []
+    assert actions == [
+        EventIgnored(
+            reason=actions[0].reason,  # type: ignore[union-attr]
+            call=event.call,
+            attempt=event.attempt,
+            late_reply=True,
+        )
+    ]
     assert state.steps["a"].status == "running"
 
 
