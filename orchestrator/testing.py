@@ -194,8 +194,8 @@ class FlowRun:
         the flow's deadline."""
         until = self.now_ms + ms
         while True:
-            due = self._next_due()
-            if due is None or due[0] > until:
+            due = self._next_due(until)
+            if due is None:
                 break
             at_ms, event = due
             self.now_ms = max(self.now_ms, at_ms)
@@ -205,9 +205,16 @@ class FlowRun:
 
     # -- internals -----------------------------------------------------------
 
-    def _next_due(self) -> tuple[int, SagaEvent] | None:
+    def _next_due(self, until: int | None = None) -> tuple[int, SagaEvent] | None:
+        """Take the earliest timer (a call deadline or an armed timer) due by ``until``."""
         deadline = min(self._open.values(), key=lambda action: action.deadline_ms, default=None)
         timer_at = self._timers[0][0] if self._timers else None
+        candidates = [at for at in (timer_at,) if at is not None]
+        if deadline is not None:
+            candidates.append(deadline.deadline_ms)
+        earliest = min(candidates, default=None)
+        if earliest is None or (until is not None and earliest > until):
+            return None
         if deadline is not None and (timer_at is None or deadline.deadline_ms <= timer_at):
             del self._open[deadline.call]
             return deadline.deadline_ms, CallTimedOut(
