@@ -23,9 +23,11 @@ from contracts.base import Contract
 class HttpOperation(Contract):
     """One HTTP call. ``{field}`` placeholders are filled from the step's input.
 
-    In ``path`` and ``query`` values, placeholders are URL-encoded text. In
-    ``body``, a string that is exactly ``"{field}"`` is replaced by the field's
-    JSON value; other strings interpolate text.
+    In ``path`` and ``query`` values, placeholders are URL-encoded text (a list or
+    an object becomes its compact JSON text first; a value of ``.`` or ``..`` is
+    percent-encoded so it cannot climb to another route). In ``body``, a string
+    that is exactly ``"{field}"`` is replaced by the field's JSON value; other
+    strings interpolate text.
     """
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
@@ -35,13 +37,31 @@ class HttpOperation(Contract):
     body: Any = Field(default=None, description="JSON body template; None sends no body.")
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+
+
 class HttpService(Contract):
-    """A REST/JSON API called through the shared pooled HTTP client."""
+    """A REST/JSON API called through the shared pooled HTTP client.
+
+    A service that sets ``max_connections`` or ``max_keepalive`` gets a pool of its
+    own, so one slow service cannot starve the others of connections.
+    """
 
     kind: Literal["http"]
     base_url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
     operations: dict[str, HttpOperation] = Field(min_length=1)
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        gt=0,
+        description="A longer response body is cut off (http.response_too_large).",
+    )
+    max_connections: int | None = Field(
+        default=None, gt=0, description="A pool of its own with at most this many connections."
+    )
+    max_keepalive: int | None = Field(
+        default=None, gt=0, description="Idle connections its own pool keeps."
+    )
 
 
 class KafkaService(Contract):

@@ -1,4 +1,4 @@
-"""The built-in HTTP adapter: calls REST/JSON APIs through one pooled client.
+"""The built-in HTTP adapter: calls REST/JSON APIs through a pooled client.
 
 Status codes map to outcomes the saga understands:
 
@@ -6,16 +6,27 @@ Status codes map to outcomes the saga understands:
 response                    outcome                code
 ==========================  =====================  ================================
 2xx                         ok (JSON body)
-408, 425, 429, 5xx          technical_error        ``http.<status>``
+3xx                         business_error         ``http.<status>`` (not followed)
+408, 425, 429, 5xx          technical_error        ``http.<status>`` (retryable)
 other 4xx                   business_error         ``http.<status>``
-timeout                     technical_error        ``http.timeout``
+body over the size limit    business_error         ``http.response_too_large``
+the whole call too slow     technical_error        ``http.timeout``
 connection failure          technical_error        ``http.unreachable``
 2xx with a non-JSON body    technical_error        ``http.invalid_json``
 ==========================  =====================  ================================
+
+``timeout_s`` bounds the whole call (connect, send, and the whole response), not
+each phase, so a server trickling bytes cannot hold a call past it. The body is
+streamed and cut off past the service's ``max_response_bytes``; a 429 or 503 with
+a ``Retry-After`` header (seconds or an HTTP date) reports it as the outcome's
+``retry_after_ms``, the lower bound of the saga's wait before retrying.
 """
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -35,11 +46,27 @@ from handlers.templates import (
 )
 
 _RETRIABLE_STATUS = frozenset({408, 425, 429})
+_RETRY_AFTER_STATUS = frozenset({429, 503})
+MAX_RETRY_AFTER_MS = 600_000
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def _quote_segment(value: str) -> str:
-    return quote(value, safe="")
+    quoted = quote(value, safe="")
+    # httpx (as RFC 3986 says) removes "." and ".." segments, which would send
+    # the call to another route; percent-encoded dots are left alone.
+    return quoted.replace(".", "%2E") if quoted.strip(".") == "" else quoted
+
+
+def _no_dot_segments(path: str) -> str:
+    # A dot segment can also come from a value next to fixed text ("/v.{x}"
+    # with x = "."): encode whatever dot segment the rendered path has.
+    segments = path.split("/")
+    if not any(segment in (".", "..") for segment in segments):
+        return path
+    return "/".join(
+        segment.replace(".", "%2E") if segment in (".", "..") else segment for segment in segments
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +100,33 @@ def build_http_client(*, max_connections: int = 100, max_keepalive: int = 20) ->
 
 
 class HttpAdapter:
-    """Calls the operations of one HTTP service with the shared client."""
+    """Calls the operations of one HTTP service.
+
+    The service uses the shared ``client`` unless its catalog entry sets its own
+    connection limits (``max_connections``, ``max_keepalive``): then it gets a pool
+    of its own, so a slow service cannot take every connection from the others.
+    """
 
     def __init__(self, name: str, service: HttpService, *, client: httpx.AsyncClient) -> None:
         self.name = name
         self._base_url = service.base_url.rstrip("/")
         self._headers = dict(service.headers)
-        self._client = client
+        self._max_bytes = service.max_response_bytes
+        self.owns_client = service.max_connections is not None or service.max_keepalive is not None
+        self._client = (
+            build_http_client(
+                max_connections=service.max_connections or 100,
+                max_keepalive=min(service.max_keepalive or 20, service.max_connections or 100),
+            )
+            if self.owns_client
+            else client
+        )
         self._operations = {key: _compile_operation(op) for key, op in service.operations.items()}
+
+    async def aclose(self) -> None:
+        """Close the service's own pool, if it has one (the shared client is not ours)."""
+        if self.owns_client:
+            await self._client.aclose()
 
     async def call(
         self, operation: str, payload: Any, *, context: CallContext, timeout_s: float
@@ -93,7 +139,9 @@ class HttpAdapter:
             )
         values = payload if isinstance(payload, dict) else {}
         try:
-            url = self._base_url + compiled.path.render(values, escape=_quote_segment)
+            url = self._base_url + _no_dot_segments(
+                compiled.path.render(values, escape=_quote_segment)
+            )
             params = {name: template.render(values) for name, template in compiled.query}
             headers = {**self._headers, IDEMPOTENCY_HEADER: context.idempotency_key}
             headers.update((name, template.render(values)) for name, template in compiled.headers)
@@ -102,48 +150,112 @@ class HttpAdapter:
             return CallOutcome.business_error(
                 "input.invalid", f"{self.name}.{operation} needs input field {error.args[0]!r}"
             )
+        request = self._client.build_request(
+            compiled.method,
+            url,
+            params=params or None,
+            headers=headers,
+            content=None if body is None else orjson.dumps(body),
+        )
         try:
-            response = await self._client.request(
-                compiled.method,
-                url,
-                params=params or None,
-                headers=headers,
-                content=None if body is None else orjson.dumps(body),
-                timeout=timeout_s,
-            )
-        except httpx.TimeoutException:
+            # One deadline for the whole call: connect, send, headers and body.
+            async with asyncio.timeout(timeout_s):
+                response = await self._client.send(request, stream=True)
+                try:
+                    content = await self._read_body(response)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
             return CallOutcome.technical_error(
                 "http.timeout", f"{compiled.method} {url} took longer than {timeout_s:g} s"
+            )
+        except _TooLarge as error:
+            return CallOutcome.business_error(
+                "http.response_too_large",
+                f"{compiled.method} {url} answered more than {self._max_bytes} bytes "
+                f"({error}); raise the service's max_response_bytes if that is expected",
             )
         except httpx.HTTPError as error:
             return CallOutcome.technical_error(
                 "http.unreachable",
                 f"{compiled.method} {url} failed: {type(error).__name__} {error}",
             )
-        return _outcome(response, method=compiled.method, url=url)
+        return _outcome(response, content, method=compiled.method, url=url)
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise _TooLarge(f"Content-Length {declared}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise _TooLarge("cut off while reading")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
-def _outcome(response: httpx.Response, *, method: str, url: str) -> CallOutcome:
+class _TooLarge(Exception):
+    """The response body is over the service's limit."""
+
+
+def _outcome(response: httpx.Response, content: bytes, *, method: str, url: str) -> CallOutcome:
     status = response.status_code
     if 200 <= status < 300:
-        if not response.content:
+        if not content:
             return CallOutcome.ok(None)
         try:
-            return CallOutcome.ok(orjson.loads(response.content))
+            return CallOutcome.ok(orjson.loads(content))
         except orjson.JSONDecodeError:
             return CallOutcome.technical_error(
                 "http.invalid_json",
                 f"{method} {url} answered {status} with a body that is not JSON",
             )
-    message = f"{method} {url} answered {status}: {_reason(response)}"
+    if 300 <= status < 400:
+        location = response.headers.get("location", "no Location header")
+        return CallOutcome.business_error(
+            f"http.{status}",
+            f"{method} {url} answered {status} (redirect to {location}); redirects are not "
+            "followed: point the service's base_url or path at the final address",
+        )
+    message = f"{method} {url} answered {status}: {_reason(response, content)}"
     if status >= 500 or status in _RETRIABLE_STATUS:
-        return CallOutcome.technical_error(f"http.{status}", message)
+        retry_after = (
+            retry_after_ms(response.headers.get("retry-after"))
+            if status in _RETRY_AFTER_STATUS
+            else None
+        )
+        return CallOutcome.technical_error(f"http.{status}", message, retry_after_ms=retry_after)
     return CallOutcome.business_error(f"http.{status}", message)
 
 
-def _reason(response: httpx.Response) -> str:
+def retry_after_ms(value: str | None, *, now_s: float | None = None) -> int | None:
+    """A ``Retry-After`` header (delta-seconds or an HTTP date) in ms from now, or None.
+
+    Unparseable or past values give None; the wait is capped at ten minutes.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        wait_ms = int(value) * 1000
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        wait_ms = int((when.timestamp() - (time.time() if now_s is None else now_s)) * 1000)
+        if wait_ms < 0:
+            return None
+    return min(wait_ms, MAX_RETRY_AFTER_MS)
+
+
+def _reason(response: httpx.Response, content: bytes) -> str:
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
         return response.reason_phrase or "no reason given"
     if isinstance(body, dict):

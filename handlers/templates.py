@@ -3,6 +3,11 @@
 A template is compiled once, when the catalog and flows load; the fields it
 names are checked against the step's input mapping then, so a typo is a load
 error and not a request to ``/orders/None`` at run time.
+
+Values inserted as text (paths, query values, headers, interpolated strings):
+strings as they are, booleans as ``true``/``false``, numbers as written, and lists
+and objects as compact JSON (``["a","b"]``), never as Python's repr. A null or
+missing field is an error (:class:`MissingFieldError`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -90,4 +97,6 @@ def _lookup(values: Mapping[str, Any], name: str) -> Any:
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return orjson.dumps(value).decode()
     return str(value)

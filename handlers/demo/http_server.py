@@ -15,7 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-RouteResult = tuple[int, Any]
+RouteResult = tuple[int, Any] | tuple[int, Any, dict[str, str]]
+"""``(status, JSON payload)``, or ``(status, payload, extra headers)``."""
 Route = Callable[["HttpCall"], RouteResult]
 
 
@@ -99,13 +100,19 @@ def _handler_for(server: JsonHttpServer) -> type[BaseHTTPRequestHandler]:
                 body=orjson.loads(raw) if raw else None,
             )
             server.calls.append(call)
+            extra: dict[str, str] = {}
             try:
-                status, payload = server.route(call)
+                answer = server.route(call)
+                status, payload = answer[0], answer[1]
+                if len(answer) == 3:
+                    extra = answer[2]
             except Exception as error:
                 status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)}
             body = orjson.dumps(payload)
             try:
                 self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

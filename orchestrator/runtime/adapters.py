@@ -71,3 +71,10 @@ def build_routes(
         else:
             routes[name] = SdkServiceAdapter(catalog.python_adapters[name])
     return routes
+
+
+async def close_routes(routes: dict[str, InProcessAdapter | KafkaRoute]) -> None:
+    """Close the connection pools that services with their own limits opened."""
+    for route in routes.values():
+        if isinstance(route, HttpAdapter):
+            await route.aclose()

@@ -43,7 +43,7 @@ from contracts.events import StepReply
 from handlers.http import build_http_client
 from orchestrator.flow import CompiledFlow
 from orchestrator.flow_files import FlowRegistry
-from orchestrator.runtime.adapters import KafkaRoute, build_routes
+from orchestrator.runtime.adapters import KafkaRoute, build_routes, close_routes
 from orchestrator.runtime.dispatcher import CallDispatcher
 from orchestrator.runtime.intake import RejectedRequest, admit
 from orchestrator.runtime.offsets import PartitionOffsets
@@ -221,6 +221,7 @@ class SagaCoordinator:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        await close_routes(self._routes)
         if self._owns_http_client:
             await self._http.aclose()
 
