@@ -1,8 +1,11 @@
-"""The order-details demo, end to end on a real Apache Kafka broker.
+"""The demo, end to end on a real Apache Kafka broker: order-details and place-order.
 
-Starts (or reuses) a broker, the four HTTP services, the Kafka-native inventory
-adapter as its own process, and the coordinator; sends a few requests; prints
-each composed result; and stops everything it started, each by its own pid.
+Starts (or reuses) a broker, the six HTTP services, the Kafka-native inventory
+adapter as its own process, and the coordinator; sends a few order-details
+requests and prints each composed result; then runs the place-order saga three
+times (a success, a declined card, a carrier outage) and prints what was undone,
+from the services' own records; and stops everything it started, each by its own
+pid.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from handlers.demo.services import DemoHttpServices
+from handlers.demo.shop import DECLINED_CARD
 from orchestrator.client import OrchestratorClient
 from orchestrator.flow_files import load_flows
 from orchestrator.localkafka import BrokerSettings, bootstrap_from_env, running_broker
@@ -42,6 +46,26 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("An order that does not exist", "order-details", {"order_id": "o-404"}),
     ("Input that fails the flow's input schema", "order-details", {"order": "o-1"}),
     ("A flow nobody declared", "order-history", {"user_id": "u-1"}),
+]
+
+
+ORDER = {
+    "items": [{"product_id": "p-1", "qty": 1}, {"product_id": "p-2", "qty": 1}],
+    "amount": 36.5,
+    "address": "1 Analytical Way, London",
+}
+PLACE_ORDERS: list[tuple[str, dict[str, Any], bool]] = [
+    ("An order that goes through", {"order_id": "o-100", "card": "4242-4242-4242-4242"}, False),
+    (
+        "A card the issuer declines: the reservation is released",
+        {"order_id": "o-101", "card": DECLINED_CARD},
+        False,
+    ),
+    (
+        "The carrier is down: three tries, then the charge is refunded and the stock released",
+        {"order_id": "o-102", "card": "4242-4242-4242-4242"},
+        True,
+    ),
 ]
 
 
@@ -104,8 +128,53 @@ async def _demo(bootstrap: str) -> int:
                         f"{len(dead)} request records went to the dead-letter topic "
                         f"{settings.dead_letter_topic}: {', '.join(dead)}."
                     )
+                    await _place_orders(client, services)
+    say()
     say("Stopped the coordinator, the inventory adapter and the HTTP services.")
     return 0
+
+
+async def _place_orders(client: OrchestratorClient, services: DemoHttpServices) -> None:
+    say()
+    say("The place-order saga: reserve stock (Kafka), charge the card, book the shipment (HTTP).")
+    for title, order, carrier_down in PLACE_ORDERS:
+        services.shipments.down = carrier_down
+        ledger_before = len(services.payments.ledger)
+        shipment_tries_before = services.shipments.attempts
+        flow_input = {**ORDER, **order}
+        say()
+        say(f"== {title}: place-order {order['order_id']}")
+        started = time.monotonic()
+        result = await client.run("place-order", flow_input, timeout_s=60)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        complete = ", complete" if result["complete"] else ""
+        say(f"   status: {result['status']}{complete} (round trip {elapsed_ms:.0f} ms)")
+        data = result.get("data")
+        if data:
+            say(
+                f"   reserved {data['reservation_id']}, charged {data['charge_id']} "
+                f"{data['amount']:.2f}, shipment {data['tracking_number']}"
+            )
+        say(f"   steps: {_step_line(result)}")
+        for error in result["errors"]:
+            say(f"   error {error['code']} [{error['call'] or error['step']}]: {error['message']}")
+        tries = services.shipments.attempts - shipment_tries_before
+        if carrier_down:
+            say(f"   the shipments service answered 503 to {tries} requests")
+        ledger = services.payments.ledger[ledger_before:]
+        entries = ", ".join(f"{event} {charge} {amount:.2f}" for event, charge, amount in ledger)
+        say(f"   payments ledger: {entries or 'nothing charged'}")
+    services.shipments.down = False
+
+
+def _step_line(result: dict[str, Any]) -> str:
+    parts = []
+    for step in result["steps"]:
+        attempts = step["attempts"]
+        undone = f", {step['compensated_calls']} undone" if step["compensated_calls"] else ""
+        tries = f" ({attempts} attempt{'s' if attempts != 1 else ''}{undone})" if attempts else ""
+        parts.append(f"{step['step']} {step['status']}{tries}")
+    return ", ".join(parts)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 Prints one JSON line with the catalog's environment (``DEMO_*_URL``) once they
 listen, then serves until SIGTERM or SIGINT. With ``--base-port 8101`` they take
-the ports the demo catalog uses by default (8101-8104); without it, free ports.
+the ports the demo catalog uses by default (8101-8106); without it, free ports.
 The benchmark uses it to keep the services off the coordinator's core.
 """
 
@@ -21,7 +21,7 @@ from handlers.demo.services import DemoHttpServices
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m handlers.demo.serve")
     parser.add_argument(
-        "--base-port", type=int, default=0, help="first of four ports (0: free ports)"
+        "--base-port", type=int, default=0, help="first of six ports (0: free ports)"
     )
     arguments = parser.parse_args()
     stop = threading.Event()

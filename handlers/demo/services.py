@@ -1,4 +1,5 @@
-"""The demo's HTTP services (orders, users, stores, products) on loopback."""
+"""The demo's HTTP services on loopback: orders, users, stores and products (read
+only, for order-details), payments and shipments (stateful, for place-order)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from handlers.demo import data
 from handlers.demo.http_server import HttpCall, JsonHttpServer, RouteResult
+from handlers.demo.shop import Payments, Shipments
 
 COLLECTIONS: dict[str, dict[str, dict[str, Any]]] = {
     "orders": data.ORDERS,
@@ -34,25 +36,31 @@ def collection_route(name: str) -> Any:
 
 
 class DemoHttpServices:
-    """Start the four demo HTTP services on free loopback ports.
+    """Start the six demo HTTP services on free loopback ports.
 
     ``env`` maps the catalog's environment variables (``DEMO_ORDERS_URL``...) to
-    the servers' base URLs.
+    the servers' base URLs. ``payments`` and ``shipments`` are the stateful
+    services' own objects: their ledgers, and the shipments outage switch.
     """
 
     def __init__(self, *, base_port: int = 0) -> None:
-        """``base_port`` 0 picks free ports; otherwise orders, users, stores and
-        products listen on ``base_port`` to ``base_port + 3`` (the catalog's defaults
-        are 8101 to 8104)."""
+        """``base_port`` 0 picks free ports; otherwise orders, users, stores,
+        products, payments and shipments listen on ``base_port`` to ``base_port + 5``
+        (the catalog's defaults are 8101 to 8106)."""
         self._stack = ExitStack()
         self._base_port = base_port
         self.servers: dict[str, JsonHttpServer] = {}
+        self.payments = Payments()
+        self.shipments = Shipments()
 
     def __enter__(self) -> DemoHttpServices:
-        for number, name in enumerate(COLLECTIONS):
+        routes = {name: collection_route(name) for name in COLLECTIONS}
+        routes["payments"] = self.payments.route
+        routes["shipments"] = self.shipments.route
+        for number, (name, route) in enumerate(routes.items()):
             port = self._base_port + number if self._base_port else 0
             self.servers[name] = self._stack.enter_context(
-                JsonHttpServer(collection_route(name), port=port, name=name)
+                JsonHttpServer(route, port=port, name=name)
             )
         return self
 

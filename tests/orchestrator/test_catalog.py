@@ -95,7 +95,7 @@ def test_python_adapter_is_imported() -> None:
     )
 
     assert loaded.python_adapters == {"stock": inventory}
-    assert loaded.operations_of("stock") == {"stock_levels"}
+    assert loaded.operations_of("stock") == {"stock_levels", "reserve", "release"}
 
 
 @pytest.mark.parametrize(

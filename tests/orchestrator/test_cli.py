@@ -178,7 +178,7 @@ async def test_run_and_adapter_commands_serve_requests_until_terminated(
     try:
         assert coordinator.stdout is not None
         banner = await asyncio.to_thread(coordinator.stdout.readline)
-        assert banner.startswith("Coordinator running: 1 flow(s) (order-details)")
+        assert banner.startswith("Coordinator running: 2 flow(s) (order-details, place-order)")
         async with OrchestratorClient(settings) as client:
             result = await client.run("order-details", {"order_id": "o-1"}, timeout_s=60)
     finally:

@@ -155,7 +155,7 @@ def test_input_validator_is_the_flow_schema() -> None:
         pytest.param(
             {"a": {"service": "stock_py", "operation": "nope"}},
             {},
-            ["service 'stock_py' has no operation 'nope' (it has: stock_levels)"],
+            ["service 'stock_py' has no operation 'nope' (it has: release, reserve, stock_levels)"],
             id="unknown-python-operation",
         ),
         pytest.param(

@@ -52,7 +52,7 @@ def no_demo_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_demo_folder_loads_with_catalog_defaults(no_demo_env: None) -> None:
     registry = load_flows(DEMO)
 
-    assert list(registry.flows) == ["order-details"]
+    assert list(registry.flows) == ["order-details", "place-order"]
     flow = registry.get("order-details")
     assert flow is not None
     assert flow.source == str(DEMO / "order-details.yaml")
