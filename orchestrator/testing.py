@@ -73,6 +73,7 @@ class FlowRun:
         self.ignored: list[EventIgnored] = []
         """Replies the saga ignored (late, duplicate, stray)."""
         self._open: dict[str, DispatchCall] = {}
+        self._latest: dict[str, DispatchCall] = {}
         self._timers: list[tuple[int, int, SagaEvent]] = []
         self._sequence = 0
         self.state, actions = start_saga(flow, request_id=request_id, input=input, now_ms=now_ms)
@@ -91,10 +92,10 @@ class FlowRun:
 
     def call(self, call: str) -> DispatchCall:
         """The latest attempt of the dispatched call ``call``."""
-        for action in reversed(self.dispatched):
-            if action.call == call:
-                return action
-        raise KeyError(f"no call {call!r} was dispatched (dispatched: {self._ids()})")
+        latest = self._latest.get(call)
+        if latest is None:
+            raise KeyError(f"no call {call!r} was dispatched (dispatched: {self._ids()})")
+        return latest
 
     def attempts(self, call: str) -> int:
         """How many attempts of ``call`` were dispatched."""
@@ -234,6 +235,7 @@ class FlowRun:
             if isinstance(action, DispatchCall):
                 self.dispatched.append(action)
                 self._open[action.call] = action
+                self._latest[action.call] = action
             elif isinstance(action, ArmTimer):
                 self._sequence += 1
                 event: SagaEvent = (

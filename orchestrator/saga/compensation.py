@@ -166,8 +166,7 @@ def _start_ready_undos(
 
 
 def _begun(progress: StepProgress) -> bool:
-    assert progress.undo is not None
-    return any(code not in (UNDO_PENDING, UNDO_NONE) for code in progress.undo)
+    return progress.undo_begun
 
 
 def _begin_undo(
@@ -180,6 +179,7 @@ def _begin_undo(
     actions: list[SagaAction],
 ) -> None:
     assert progress.undo is not None
+    progress.undo_begun = True
     for slot, code in enumerate(progress.undo):
         if code == UNDO_PENDING:
             _send_undo(flow, state, step, progress, slot, attempt=1, now_ms=now_ms, actions=actions)

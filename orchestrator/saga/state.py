@@ -81,6 +81,7 @@ class StepProgress:
     undo: list[int] | None = None
     undo_attempts: list[int] | None = None
     undo_open: int = 0
+    undo_begun: bool = False
     compensated: int = 0
     compensation_failed: int = 0
 

@@ -230,3 +230,29 @@ def test_the_flow_deadline_fails_and_compensates() -> None:
     assert run.result["flow_version"] == 7
     assert run.result["errors"][0]["code"] == "step.deadline"
     assert statuses(run) == {"a": "compensated", "b": "ok"}
+
+
+def test_a_large_compensable_fan_out_undoes_each_successful_call() -> None:
+    flow = flow_of(
+        {
+            "hold": {
+                **step("hold", for_each="input.items", input={"id": "item"}),
+                "compensate": {"operation": "release", "input": {"id": "hold.ref", "n": "index"}},
+            }
+        }
+    )
+    count = 5_000
+    run = FlowRun(flow, input={"id": "x", "items": list(range(count))})
+    for index in range(count - 1):
+        run.reply(f"hold#{index}", {"ref": f"h-{index}"})
+    run.fail(f"hold#{count - 1}", "http.409", "no room")
+
+    undo_calls = [call for call in run.dispatched if call.call.endswith("~undo")]
+    assert len(undo_calls) == count - 1
+    assert undo_calls[7].input == {"id": "h-7", "n": 7}
+    for call in undo_calls:
+        run.reply(call.call)
+
+    assert run.result is not None
+    summary = run.result["steps"][0]
+    assert (summary["status"], summary["compensated_calls"]) == ("failed", count - 1)
