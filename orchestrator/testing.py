@@ -169,15 +169,8 @@ class FlowRun:
         self.now_ms += after_ms
         self._open.pop(call, None)
         self._decide(
-            CallReplied(
-                call=call,
-                attempt=dispatched.attempt,
-                status=outcome.status,
-                at_ms=self.now_ms,
-                output=outcome.output,
-                error_code=outcome.error_code,
-                error_message=outcome.error_message,
-                retry_after_ms=outcome.retry_after_ms,
+            CallReplied.from_outcome(
+                outcome, call=call, attempt=dispatched.attempt, at_ms=self.now_ms
             )
         )
         return self

@@ -165,15 +165,8 @@ class CallDispatcher:
             )
         self._deliver(
             action.request_id,
-            CallReplied(
-                call=action.call,
-                attempt=action.attempt,
-                status=outcome.status,
-                at_ms=self._clock(),
-                output=outcome.output,
-                error_code=outcome.error_code,
-                error_message=outcome.error_message,
-                retry_after_ms=outcome.retry_after_ms,
+            CallReplied.from_outcome(
+                outcome, call=action.call, attempt=action.attempt, at_ms=self._clock()
             ),
             run=run,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from handlers.outcome import OutcomeStatus
+from handlers.outcome import CallOutcome, OutcomeStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,22 @@ class CallReplied:
     error_code: str | None = None
     error_message: str = ""
     retry_after_ms: int | None = None
+
+    @classmethod
+    def from_outcome(
+        cls, outcome: CallOutcome, *, call: str, attempt: int, at_ms: int
+    ) -> CallReplied:
+        """The event for an in-process adapter's :class:`~handlers.CallOutcome`."""
+        return cls(
+            call=call,
+            attempt=attempt,
+            status=outcome.status,
+            at_ms=at_ms,
+            output=outcome.output,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            retry_after_ms=outcome.retry_after_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
