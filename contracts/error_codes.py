@@ -33,6 +33,12 @@ _CODES = (
     ErrorCode("request.wrong_type", "`ce_type` is not `orchestrator.request.v1`", "result"),
     ErrorCode("request.undecodable", "the payload is not a JSON object", "result"),
     ErrorCode("request.invalid", "the payload is not a valid request event", "result"),
+    ErrorCode(
+        "request.key_mismatch",
+        "the record's key is missing or is not the payload's `request_id` (copies could land "
+        "on two partitions and run twice)",
+        "result",
+    ),
     ErrorCode("flow.unknown", "no flow of that name is loaded", "result"),
     ErrorCode(
         "input.invalid",
@@ -72,6 +78,12 @@ _CODES = (
     ),
     ErrorCode(
         "compensation.input_error", "a compensation's `input` could not be computed", "result"
+    ),
+    ErrorCode(
+        "flow.changed",
+        "a saga restored after a restart started under a flow definition that no longer "
+        "loads against the service catalog",
+        "result",
     ),
     ErrorCode(
         "orchestrator.internal_error",

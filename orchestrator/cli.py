@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaConnectionError
@@ -105,9 +106,9 @@ def _run(arguments: argparse.Namespace) -> int:
     registry = load_flows(arguments.flows)
     settings = CoordinatorSettings.from_env()
 
-    async def serve() -> None:
+    async def serve() -> int:
         stop = _stop_on_signals()
-        async with SagaCoordinator(registry=registry, settings=settings):
+        async with SagaCoordinator(registry=registry, settings=settings) as coordinator:
             # Everything loaded so far lives as long as the process: keep it out of
             # the collector's generations so many sagas in flight collect cheaply.
             gc.freeze()
@@ -118,11 +119,23 @@ def _run(arguments: argparse.Namespace) -> int:
                 "Ctrl-C stops it.",
                 flush=True,
             )
-            await stop.wait()
+            stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            failed: asyncio.Future[Any] = coordinator.failed
+            await asyncio.wait({stopping, failed}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if coordinator.failed.done() and coordinator.failed.exception() is not None:
+                error = coordinator.failed.exception()
+                print(
+                    f"The coordinator cannot go on and is stopping: {error}. "
+                    "Its sagas are in the changelog; restart it to resume them.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return EXIT_ERROR
         print("Coordinator stopped.")
+        return EXIT_OK
 
-    asyncio.run(serve())
-    return EXIT_OK
+    return asyncio.run(serve())
 
 
 def _send(arguments: argparse.Namespace) -> int:

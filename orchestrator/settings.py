@@ -8,7 +8,9 @@ environment variable               setting                         default
 ``ORCH_REPLY_TOPIC``               ``reply_topic``                 ``orchestrator.replies``
 ``ORCH_RESULT_TOPIC``              ``result_topic``                ``orchestrator.results``
 ``ORCH_DEAD_LETTER_TOPIC``         ``dead_letter_topic``           ``orchestrator.dlq``
+``ORCH_CHANGELOG_TOPIC``           ``changelog_topic``             ``orchestrator.changelog``
 ``ORCH_GROUP_ID``                  ``group_id``                    ``orchestrator``
+``ORCH_GROUP_INSTANCE_ID``         ``group_instance_id``           (none: dynamic member)
 ``ORCH_PARTITIONS``                ``partitions``                  ``6``
 ``ORCH_CREATE_TOPICS``             ``create_topics``               ``true``
 ``ORCH_REPLICATION_FACTOR``        ``replication_factor``          ``0`` (min(3, brokers))
@@ -37,7 +39,15 @@ class CoordinatorSettings:
     reply_topic: str = "orchestrator.replies"
     result_topic: str = "orchestrator.results"
     dead_letter_topic: str = "orchestrator.dlq"
+    changelog_topic: str = "orchestrator.changelog"
+    """The saga state log (compacted, as many partitions as the request topic)."""
     group_id: str = "orchestrator"
+    group_instance_id: str = ""
+    """Static membership: a stable name per instance (e.g. its host or pod name), so a
+    restarted instance gets its partitions back without a group-wide rebalance.
+    Empty: a dynamic member."""
+    session_timeout_ms: int = 10_000
+    """How long the group waits for a silent member before moving its partitions."""
     partitions: int = 6
     """Partitions of topics the coordinator creates; replies get as many as requests."""
     create_topics: bool = True
@@ -46,13 +56,26 @@ class CoordinatorSettings:
     max_batch: int = 500
     max_in_flight: int = 1000
     """Sagas one instance runs at once; beyond it, requests wait in Kafka (replies flow)."""
+    max_calls_in_flight: int = 0
+    """In-process calls at once before new requests wait in Kafka; 0 means
+    ``http_max_connections``, so a backlog never queues calls for a pooled connection
+    (a wait that would count against their timeouts)."""
     commit_interval_ms: int = 200
     fetch_max_wait_ms: int = 20
     """How long the broker may hold a fetch with no data; low keeps reply latency low."""
     http_max_connections: int = 100
     http_max_keepalive: int = 20
-    finished_memory: int = 100_000
-    """How many finished request ids are remembered to drop redelivered duplicates."""
+    dedupe_window_ms: int = 3_600_000
+    """How long a finished request id is remembered (in the changelog) so that a
+    duplicate request gets no second result."""
+    readback_margin_ms: int = 30_000
+    """On restore, results are read back from this long before the oldest saga or
+    unfinished request (allows for clock differences between hosts)."""
+    shutdown_grace_ms: int = 10_000
+    """How long a stop waits for state and results on their way to be acknowledged."""
+    crash_at: str = ""
+    """Testing only: kill the process (SIGKILL) at a named point, see
+    :mod:`orchestrator.runtime.crash`."""
     source: str = "urn:orchestrator:coordinator"
 
     def __post_init__(self) -> None:
@@ -62,6 +85,18 @@ class CoordinatorSettings:
             raise SetupError(f"max_in_flight must be at least 1, got {self.max_in_flight}.")
         if self.max_batch < 1:
             raise SetupError(f"max_batch must be at least 1, got {self.max_batch}.")
+        from orchestrator.runtime.crash import CRASH_POINTS
+
+        if self.crash_at and self.crash_at not in CRASH_POINTS:
+            raise SetupError(
+                f"ORCH_CRASH_AT must be one of {', '.join(sorted(CRASH_POINTS))}, "
+                f"got {self.crash_at!r}."
+            )
+
+    @property
+    def calls_limit(self) -> int:
+        """In-process calls in flight at which new requests wait."""
+        return self.max_calls_in_flight or self.http_max_connections
 
     @classmethod
     def from_env(
@@ -89,6 +124,7 @@ class CoordinatorSettings:
             reply_topic=f"{prefix}.replies",
             result_topic=f"{prefix}.results",
             dead_letter_topic=f"{prefix}.dlq",
+            changelog_topic=f"{prefix}.changelog",
             group_id=f"{prefix}.coordinator",
         )
 

@@ -2,32 +2,42 @@
 
 It consumes request and reply topics, feeds events to the pure core
 (:mod:`orchestrator.saga`), and carries out the actions it returns: in-process
-calls, step commands on Kafka, one deadline heap, result events.
+calls, step commands on Kafka, one deadline heap, result events; and it records
+every saga in the changelog (:mod:`orchestrator.runtime.changelog`), its memory.
 
 Delivery guarantees encoded here:
 
-- A request's offset is committed only after its result (or dead letter) is
-  acknowledged by Kafka (``acks=all``, idempotent producer). A crash before that
-  re-runs the request: never zero results.
-- One request id runs one saga: a duplicate arriving while the saga runs, while its
-  result is being published, or after it was published (``finished_memory`` ids are
-  kept) gets no second result.
+- A request's offset is committed once its saga's start is acknowledged in the
+  changelog; a reply's once the event it caused is. From then on the changelog,
+  not the topic, holds them: a crash or a rebalance restores the saga and resumes
+  it without re-running completed calls (calls in flight are re-issued with the
+  same idempotency key).
+- One request id, one result: duplicates are recognised while the saga runs, while
+  its result is on its way, and after (finished markers in the changelog, kept for
+  ``dedupe_window_ms``). On restore, the result partition is read back past the
+  oldest unfinished saga, so a result published just before a crash is not
+  published again.
 - A failure inside one saga (a bug, an unencodable value) fails that saga with
-  ``orchestrator.internal_error``; it never stops a loop or a partition.
-- Requests and replies are consumed by one consumer with the range assignor, and
-  both topics have the same partition count, so the partition a step command names
-  for its reply is owned by this instance.
+  ``orchestrator.internal_error``; it never stops a loop or a partition. A failure
+  of the coordinator itself (a loop dies, the changelog cannot be written) ends
+  :attr:`SagaCoordinator.failed`, and ``orchestrator run`` exits non-zero.
+- Requests, replies and the changelog are co-partitioned (same counts, range
+  assignor): the partition a step command names for its reply, and the changelog
+  partition of a saga, belong to the instance that runs the saga.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import dataclasses
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -40,19 +50,24 @@ from pydantic import ValidationError
 
 from contracts import cloudevents
 from contracts.events import StepReply
+from contracts.flow import FlowDefinition
 from handlers.http import build_http_client
-from orchestrator.flow import CompiledFlow
+from orchestrator.errors import FlowLoadError
+from orchestrator.flow import CompiledFlow, compile_flow
 from orchestrator.flow_files import FlowRegistry
+from orchestrator.runtime import changelog
 from orchestrator.runtime.adapters import KafkaRoute, build_routes, close_routes
+from orchestrator.runtime.changelog import ChangelogWriter, KafkaReader, RestoredPartition
+from orchestrator.runtime.crash import crash
 from orchestrator.runtime.dispatcher import CallDispatcher
-from orchestrator.runtime.intake import RejectedRequest, admit
-from orchestrator.runtime.offsets import PartitionOffsets
-from orchestrator.runtime.outbox import Outbox
+from orchestrator.runtime.intake import RejectedRequest, admit, request_id_of
+from orchestrator.runtime.outbox import Countdown, Outbox
 from orchestrator.runtime.partitions import PartitionBook
-from orchestrator.runtime.publisher import Fallback, Publisher
+from orchestrator.runtime.publisher import Publisher
 from orchestrator.runtime.records import (
     OutgoingRecord,
     dead_letter_record,
+    dead_letter_without_value,
     result_record,
 )
 from orchestrator.runtime.topics import check_topics
@@ -70,21 +85,32 @@ from orchestrator.saga import (
     rejected_result,
     start_saga,
 )
+from orchestrator.saga.replay import replay
+from orchestrator.saga.state import UNDO_SUFFIX
 from orchestrator.settings import CoordinatorSettings
 
 logger = logging.getLogger(__name__)
 
-_STOP_PUBLISH_WAIT_S = 10.0
-_REVOKE_PUBLISH_WAIT_S = 2.0
 INTERNAL_ERROR = "orchestrator.internal_error"
+FLOW_CHANGED = "flow.changed"
+_MARKER_SWEEP_MS = 60_000
+_PRUNE_TIMERS_AT = 10_000
 
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
 
+_EPOCH_AT_START_MS = time.time_ns() // 1_000_000
+_MONOTONIC_AT_START_NS = time.monotonic_ns()
+
 
 def system_clock() -> int:
-    """Wall-clock epoch milliseconds."""
-    return time.time_ns() // 1_000_000
+    """Epoch milliseconds that never jump: the epoch at start-up plus monotonic time.
+
+    Deadlines and backoffs are timed on it, so an NTP step cannot fire every
+    deadline at once; the epoch reading is only there so times on the wire mean
+    something to other hosts.
+    """
+    return _EPOCH_AT_START_MS + (time.monotonic_ns() - _MONOTONIC_AT_START_NS) // 1_000_000
 
 
 def _where(partition: TopicPartition, offset: int) -> str:
@@ -96,11 +122,13 @@ class _Saga:
     state: SagaState
     flow: CompiledFlow
     partition: TopicPartition
-    offset: int
-    offsets: PartitionOffsets
     run: int
     """Distinguishes a re-run of the same request id: timers and in-process answers
     of an earlier run (before a rebalance) must not reach this one."""
+    events: int = 0
+    """Events recorded in the changelog so far (the next one is ``events + 1``)."""
+    keys: list[bytes] = field(default_factory=list)
+    """Changelog keys of its events (parts included): tombstoned when it ends."""
 
 
 class SagaCoordinator:
@@ -108,8 +136,8 @@ class SagaCoordinator:
 
     Use as an async context manager, or call :meth:`start` and :meth:`stop`::
 
-        async with SagaCoordinator(registry=load_flows(path), settings=settings):
-            await stop_event.wait()
+        async with SagaCoordinator(registry=load_flows(path), settings=settings) as c:
+            await stop_event.wait()   # or: await c.failed
     """
 
     def __init__(
@@ -131,20 +159,45 @@ class SagaCoordinator:
         self._routes = build_routes(registry.catalog, http_client=self._http)
         self._runs = itertools.count(1)
         self._sagas: dict[str, _Saga] = {}
-        self._outbox = Outbox(finished_memory=settings.finished_memory)
+        self._outbox = Outbox(clock=clock)
         self._partitions = PartitionBook(request_topic=settings.request_topic)
         self._dispatcher = CallDispatcher(
             routes=self._routes, settings=settings, clock=clock, deliver=self._deliver
         )
+        self._fingerprints = {
+            name: changelog.fingerprint(flow) for name, flow in registry.flows.items()
+        }
+        self._old_flows: dict[str, CompiledFlow] = {}
+        """Flows restored sagas started under, by fingerprint, when they differ from now."""
+        self._flows_recorded: set[tuple[int, str]] = set()
+        self._finished: dict[int, OrderedDict[str, int]] = {}
+        """Finished request ids (and when) per request partition, for dedupe_window_ms."""
+        self._owned: set[int] = set()
+        """Request partitions restored and served by this instance."""
+        self._restoring: set[int] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._reader: KafkaReader | None = None
+        self._changelog: ChangelogWriter | None = None
         self._running = False
+        self._crash_at = settings.crash_at
         self.assigned = asyncio.Event()
-        """Set once the consumer has been assigned partitions (useful in tests)."""
+        """Set once partitions are assigned and restored (useful in tests)."""
+        self._failed: asyncio.Future[None] | None = None
         self.ignored_replies: collections.Counter[str] = collections.Counter()
         """Late or stray replies ignored, by reason (``unknown_saga``, ``finished_call``,
         ``old_attempt``, ``finished_saga``, ``unknown_call``); never a second result."""
+        self.restored_sagas = 0
+        """Sagas resumed from the changelog since start."""
+
+    @property
+    def failed(self) -> asyncio.Future[None]:
+        """Ends with the error if the coordinator cannot go on (a loop died, the
+        changelog could not be written, a restore failed); with None once stopped."""
+        if self._failed is None:
+            self._failed = asyncio.get_running_loop().create_future()
+        return self._failed
 
     @property
     def in_flight(self) -> int:
@@ -177,9 +230,15 @@ class SagaCoordinator:
         )
         await self._producer.start()
         self._outbox.publisher = self._dispatcher.publisher = Publisher(self._producer)
+        self._reader = KafkaReader(settings.bootstrap_servers)
+        await self._reader.start()
+        self._outbox.landed = self._result_landed
+        self._changelog = ChangelogWriter(self._producer, settings.changelog_topic)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id,
+            group_instance_id=settings.group_instance_id or None,
+            session_timeout_ms=settings.session_timeout_ms,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -190,48 +249,69 @@ class SagaCoordinator:
         self._consumer.subscribe(
             [settings.request_topic, settings.reply_topic], listener=_Rebalance(self)
         )
-        await self._consumer.start()
         self._running = True
         self._loops = [
-            asyncio.create_task(self._consume_loop(), name="coordinator-consume"),
+            asyncio.create_task(self._changelog.run(), name="coordinator-changelog"),
             asyncio.create_task(self._dispatcher.run_deadlines(), name="coordinator-deadlines"),
+        ]
+        await self._consumer.start()
+        self._loops += [
+            asyncio.create_task(self._consume_loop(), name="coordinator-consume"),
+            asyncio.create_task(self._housekeeping_loop(), name="coordinator-housekeeping"),
         ]
         for loop in self._loops:
             loop.add_done_callback(self._loop_done)
 
     async def stop(self) -> None:
-        """Stop consuming, commit what is finished, and close connections.
+        """Stop consuming, let recorded state and results land, commit, leave.
 
-        Sagas still running are not finished here: their requests' offsets stay
-        uncommitted, so the next owner of the partition runs them again.
+        Sagas still running are not finished here: they are all in the changelog,
+        and the next owner of their partitions (this instance after a restart, with
+        static membership) resumes them.
         """
         self._running = False
+        grace_s = self.settings.shutdown_grace_ms / 1000
+        for loop in self._loops:
+            if loop.get_name() == "coordinator-consume":
+                loop.cancel()
+        # No more decisions: in-process answers arriving from now on are dropped
+        # (their calls are re-issued, with the same idempotency key, on resume).
+        self._sagas.clear()
+        await self._dispatcher.aclose()
+        if self._changelog is not None:
+            try:
+                await asyncio.wait_for(self._changelog.flush(), timeout=grace_s)
+            except TimeoutError:
+                logger.warning("the changelog did not flush within %.0f s", grace_s)
+        await self._outbox.drain(grace_s)
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        # Results and dead letters already on their way are let through, so
-        # their offsets can be committed and no one re-runs those requests.
-        await self._outbox.drain(_STOP_PUBLISH_WAIT_S)
-        await self._dispatcher.aclose()
         await self._outbox.aclose()
         if self._consumer is not None:
             await self._partitions.commit(self._consumer)
             await self._consumer.stop()
             self._consumer = None
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
         await close_routes(self._routes)
         if self._owns_http_client:
             await self._http.aclose()
+        if not self.failed.done():
+            self.failed.set_result(None)
 
     async def _check_topics(self) -> None:
         settings = self.settings
         wanted = {
             settings.request_topic: settings.partitions,
             settings.reply_topic: settings.partitions,
+            settings.changelog_topic: settings.partitions,
             settings.result_topic: settings.partitions,
-            settings.dead_letter_topic: 1,
+            settings.dead_letter_topic: settings.partitions,
         }
         for route in self._routes.values():
             if isinstance(route, KafkaRoute):
@@ -241,41 +321,81 @@ class SagaCoordinator:
             wanted,
             create=settings.create_topics,
             replication_factor=settings.replication_factor,
-            same_partitions=(settings.request_topic, settings.reply_topic),
+            same_partitions=(
+                settings.request_topic,
+                settings.reply_topic,
+                settings.changelog_topic,
+            ),
+            at_least=(settings.request_topic, settings.result_topic),
+            compacted=(settings.changelog_topic,),
         )
 
     # -- consuming ---------------------------------------------------------
 
+    def _busy(self) -> bool:
+        """Whether new requests must wait in Kafka (sagas, answers or calls at their limit)."""
+        return (
+            len(self._sagas) + self._outbox.pending >= self.settings.max_in_flight
+            or self._dispatcher.calls_in_flight >= self.settings.calls_limit
+        )
+
     async def _consume_loop(self) -> None:
         assert self._consumer is not None
-        last_commit = self._clock()
+        consumer = self._consumer
+        request_topic = self.settings.request_topic
         while self._running:
-            self._partitions.apply_backpressure(
-                self._consumer, in_flight=len(self._sagas), limit=self.settings.max_in_flight
-            )
+            self._partitions.apply_backpressure(consumer, busy=self._busy(), idle=self._idle())
             try:
-                batch = await self._consumer.getmany(
-                    timeout_ms=100, max_records=self.settings.max_batch
-                )
+                batch = await consumer.getmany(timeout_ms=100, max_records=self.settings.max_batch)
             except KafkaError:
                 logger.exception("fetching from Kafka failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
             for partition, records in batch.items():
-                handle = (
-                    self._on_request
-                    if partition.topic == self.settings.request_topic
-                    else self._on_reply
-                )
+                if partition.partition not in self._owned:
+                    # Revoked, or not yet restored, while the fetch was out.
+                    if partition in consumer.assignment():
+                        consumer.seek(partition, records[0].offset)
+                    continue
+                is_request = partition.topic == request_topic
                 for record in records:
+                    if is_request and self._busy():
+                        # Admit only what the downstreams can take: the rest is
+                        # fetched again once sagas finish (the partition pauses).
+                        consumer.seek(partition, record.offset)
+                        break
                     try:
-                        handle(partition, record)
+                        if is_request:
+                            self._on_request(partition, record)
+                        else:
+                            self._on_reply(partition, record)
                     except Exception as error:
                         self._internal_error(partition, record, error)
+
+    def _idle(self) -> bool:
+        """Whether paused requests may flow again (half of every limit is free)."""
+        return (
+            len(self._sagas) + self._outbox.pending <= self.settings.max_in_flight // 2
+            and self._dispatcher.calls_in_flight <= self.settings.calls_limit // 2
+        )
+
+    async def _housekeeping_loop(self) -> None:
+        """Commit offsets, forget old finished ids, drop timers of gone sagas."""
+        assert self._consumer is not None
+        last_sweep = self._clock()
+        while True:
+            await asyncio.sleep(self.settings.commit_interval_ms / 1000)
+            await self._partitions.commit(self._consumer)
             now = self._clock()
-            if now - last_commit >= self.settings.commit_interval_ms:
-                last_commit = now
-                await self._partitions.commit(self._consumer)
+            if now - last_sweep >= _MARKER_SWEEP_MS:
+                last_sweep = now
+                self._expire_markers(now)
+            if len(self._dispatcher.deadlines) > max(_PRUNE_TIMERS_AT, 4 * len(self._sagas)):
+                self._dispatcher.prune(self._alive)
+
+    def _alive(self, request_id: str, run: int) -> bool:
+        saga = self._sagas.get(request_id)
+        return saga is not None and saga.run == run
 
     def _on_request(self, partition: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
         offsets = self._partitions.track(partition, record.offset)
@@ -287,27 +407,66 @@ class SagaCoordinator:
             self._reject(partition, record, decision)
             return
         request_id = decision.request_id
-        if request_id in self._sagas or self._outbox.answered(request_id):
-            # The original's record holds the partition's commit until it is
-            # answered; this one is done once that answer is acknowledged.
+        if self._answered(request_id, partition.partition):
+            # The original's start is recorded (or its record, earlier in this
+            # partition, holds the commit back until it is): nothing to wait for.
             logger.info(
                 "dropping duplicate request %s at %s@%d", request_id, partition, record.offset
             )
-            self._outbox.finish_duplicate(request_id, offsets=offsets, offset=record.offset)
+            offsets.finish(record.offset)
             return
+        flow = decision.flow
         state, actions = start_saga(
-            decision.flow, request_id=request_id, input=decision.input, now_ms=self._clock()
+            flow, request_id=request_id, input=decision.input, now_ms=self._clock()
         )
-        saga = _Saga(
-            state=state,
-            flow=decision.flow,
-            partition=partition,
-            offset=record.offset,
-            offsets=offsets,
-            run=next(self._runs),
-        )
+        saga = _Saga(state=state, flow=flow, partition=partition, run=next(self._runs))
         self._sagas[request_id] = saga
+        records = self._flow_records(partition.partition, flow)
+        records += changelog.split(
+            changelog.saga_key(request_id),
+            orjson.dumps(
+                {
+                    "flow": flow.name,
+                    "fingerprint": self._fingerprints[flow.name],
+                    "version": flow.version,
+                    "input": decision.input,
+                    "started_ms": state.started_ms,
+                }
+            ),
+        )
+        offset = record.offset
+
+        def recorded() -> None:
+            if self._crash_at == "after-log-before-commit":
+                crash(self._crash_at)
+            offsets.finish(offset)
+
+        self._record(partition.partition, records, recorded)
         self._carry_out_safely(saga, actions)
+
+    def _answered(self, request_id: str, partition: int) -> bool:
+        """Whether ``request_id`` runs, is being answered, or finished (within the window)."""
+        finished = self._finished.get(partition)
+        return (
+            request_id in self._sagas
+            or self._outbox.answering(request_id)
+            or (finished is not None and request_id in finished)
+        )
+
+    def _flow_records(self, partition: int, flow: CompiledFlow) -> list[changelog.Record]:
+        """The flow's definition, the first time a saga of it is recorded on ``partition``."""
+        fingerprint = self._fingerprints.get(flow.name)
+        if fingerprint is None or (partition, fingerprint) in self._flows_recorded:
+            return []
+        self._flows_recorded.add((partition, fingerprint))
+        definition = orjson.dumps(flow.definition.model_dump(mode="json"))
+        return changelog.split(changelog.flow_key(fingerprint), definition)
+
+    def _record(
+        self, partition: int, records: list[changelog.Record], then: Callable[[], None] | None
+    ) -> None:
+        assert self._changelog is not None
+        self._changelog.append(partition, records, then)
 
     def _internal_error(
         self, partition: TopicPartition, record: ConsumerRecord[Any, Any], error: Exception
@@ -315,12 +474,17 @@ class SagaCoordinator:
         # A bug must cost one record, not the partition: dead-letter it (with a
         # failed result if it was a request) and carry on.
         logger.error("unexpected error on %s@%d", partition, record.offset, exc_info=error)
-        key = record.key.decode(errors="replace") if record.key else None
+        request_id = None
+        if partition.topic == self.settings.request_topic:
+            with contextlib.suppress(Exception):
+                request_id = request_id_of(
+                    record.value, record.key, cloudevents.headers_to_dict(record.headers)
+                )
         self._reject(
             partition,
             record,
             RejectedRequest(
-                request_id=key if partition.topic == self.settings.request_topic else None,
+                request_id=request_id,
                 flow=None,
                 code=INTERNAL_ERROR,
                 message=f"the coordinator failed on this record: {type(error).__name__}: {error}",
@@ -337,15 +501,21 @@ class SagaCoordinator:
             rejected.code,
             rejected.message,
         )
-        outgoing = [
-            self._dead_letter(partition, record, code=rejected.code, reason=rejected.message)
-        ]
+        offsets = self._partitions.track(partition, record.offset)
+        offset = record.offset
         request_id = rejected.request_id
-        answered = (
-            request_id is None or request_id in self._sagas or self._outbox.answered(request_id)
-        )
         # A bad duplicate of a request that runs or ran gets no second result.
-        if not answered:
+        answer = request_id is not None and not self._answered(request_id, partition.partition)
+        countdown = Countdown(2 if answer else 1, lambda: offsets.finish(offset))
+        dead = self._dead_letter(partition, record, code=rejected.code, reason=rejected.message)
+        self._outbox.send(
+            [dead],
+            answers=None,
+            fallback=lambda: [dead_letter_without_value(dead)],
+            what=f"the dead letter of {_where(partition, offset)}",
+            then=countdown.done,
+        )
+        if answer:
             assert request_id is not None
             result = rejected_result(
                 request_id=request_id,
@@ -354,14 +524,17 @@ class SagaCoordinator:
                 message=rejected.message,
                 now_ms=self._clock(),
             )
-            outgoing.append(self._result_record(result))
-        self._outbox.send_dead_letter(
-            outgoing,
-            answers=None if answered else request_id,
-            offsets=self._partitions.track(partition, record.offset),
-            offset=record.offset,
-            what=f"the dead letter of {_where(partition, record.offset)}",
-        )
+            # Sent on its own: a dead letter that cannot be published must not
+            # hold back the answer.
+            self._send_result(
+                request_id,
+                partition.partition,
+                [self._result_record(result, partition.partition)],
+                flow=rejected.flow,
+                then=lambda: self._mark_finished(
+                    request_id, partition.partition, [], countdown.done
+                ),
+            )
 
     def _dead_letter(
         self,
@@ -392,17 +565,16 @@ class SagaCoordinator:
             reason = f"not a valid step reply: {str(error).splitlines()[0]}"
             logger.warning("dead-lettering reply %s@%d: %s", partition, record.offset, reason)
             dead = self._dead_letter(partition, record, code="reply.invalid", reason=reason)
-            self._outbox.send_dead_letter(
+            offset = record.offset
+            self._outbox.send(
                 [dead],
                 answers=None,
-                offsets=offsets,
-                offset=record.offset,
-                what=f"the dead letter of {_where(partition, record.offset)}",
+                fallback=lambda: [dead_letter_without_value(dead)],
+                what=f"the dead letter of {_where(partition, offset)}",
+                then=lambda: offsets.finish(offset),
             )
             return
-        # A reply only updates in-memory state; if this instance crashes, the
-        # request (whose offset is not committed) runs again and is re-answered.
-        offsets.finish(record.offset)
+        offset = record.offset
         self._deliver(
             request_id,
             CallReplied(
@@ -415,20 +587,48 @@ class SagaCoordinator:
                 error_message=reply.error.message if reply.error else "",
                 retry_after_ms=reply.retry_after_ms,
             ),
+            recorded=lambda: offsets.finish(offset),
         )
 
     # -- carrying out actions ----------------------------------------------
 
-    def _deliver(self, request_id: str, event: SagaEvent, *, run: int | None = None) -> None:
+    def _deliver(
+        self,
+        request_id: str,
+        event: SagaEvent,
+        *,
+        run: int | None = None,
+        recorded: Callable[[], None] | None = None,
+    ) -> None:
+        """Apply ``event`` to its saga, record it, carry out what follows.
+
+        ``recorded`` runs once the event is acknowledged in the changelog, or at once
+        if it changed nothing (a late reply, a saga that is gone).
+        """
         saga = self._sagas.get(request_id)
         if saga is None or (run is not None and saga.run != run):
             # A late answer for a saga that finished, moved away, or re-ran.
             if isinstance(event, CallReplied):
                 self._ignored(request_id, "unknown_saga", event.call)
+            if recorded is not None:
+                recorded()
             return
         try:
             _, actions = decide(saga.flow, saga.state, event)
+            if all(isinstance(action, EventIgnored) for action in actions) and actions:
+                if recorded is not None:
+                    recorded()
+            else:
+                if self._crash_at == "after-reply-before-log" and isinstance(event, CallReplied):
+                    crash(self._crash_at)
+                saga.events += 1
+                key = changelog.event_key(request_id, saga.events)
+                records = changelog.split(key, changelog.encode_event(event))
+                saga.keys.extend(record_key for record_key, _ in records)
+                self._record(saga.partition.partition, records, recorded)
         except Exception as error:
+            if recorded is not None:
+                recorded()
             self._fail_saga(saga, error)
             return
         self._carry_out_safely(saga, actions)
@@ -446,6 +646,8 @@ class SagaCoordinator:
                     self._dispatcher.dispatch(
                         action, reply_partition=saga.partition.partition, run=saga.run
                     )
+                    if self._crash_at == "mid-compensation" and action.call.endswith(UNDO_SUFFIX):
+                        self._crash_soon()
                 elif isinstance(action, ArmTimer):
                     self._dispatcher.arm(action, request_id=saga.state.request_id, run=saga.run)
                 elif isinstance(action, PublishResult):
@@ -454,6 +656,11 @@ class SagaCoordinator:
                     self._ignored(saga.state.request_id, action.reason, action.call)
         except Exception as error:
             self._fail_saga(saga, error)
+
+    def _crash_soon(self) -> None:
+        # After the compensation's command has had a moment to leave, so the
+        # crash falls between "undo sent" and "undo answered".
+        asyncio.get_running_loop().call_later(0.2, crash, self._crash_at)
 
     def _fail_saga(self, saga: _Saga, error: Exception) -> None:
         """End a saga the coordinator itself failed on, with one failed result."""
@@ -473,70 +680,328 @@ class SagaCoordinator:
         )
         self._publish_result(saga, result)
 
-    def _result_record(self, result: dict[str, Any]) -> OutgoingRecord:
-        return result_record(result, topic=self.settings.result_topic, source=self.settings.source)
+    def _result_record(self, result: dict[str, Any], partition: int) -> OutgoingRecord:
+        # On the request's partition number, so a restore finds it by reading
+        # back that one partition.
+        settings = self.settings
+        record = result_record(result, topic=settings.result_topic, source=settings.source)
+        return dataclasses.replace(record, partition=partition)
 
     def _publish_result(self, saga: _Saga, result: dict[str, Any]) -> None:
         request_id = saga.state.request_id
         del self._sagas[request_id]
+        self._dispatcher.cancel(request_id)
+        partition = saga.partition.partition
+        try:
+            records = [self._result_record(result, partition)]
+        except (TypeError, ValueError) as error:  # orjson.JSONEncodeError is a TypeError
+            logger.error("the result of %s is not encodable: %s", request_id, error)
+            records = []
+        self._send_result(
+            request_id,
+            partition,
+            records,
+            flow=saga.flow.name,
+            then=lambda: self._mark_finished(request_id, partition, saga.keys, None),
+        )
 
+    def _send_result(
+        self,
+        request_id: str,
+        partition: int,
+        records: list[OutgoingRecord],
+        *,
+        flow: str | None,
+        then: Callable[[], None],
+    ) -> None:
         # If the result cannot be published (not encodable, too large), a small
         # failed result saying so takes its place: one answer, never none.
         def fallback() -> list[OutgoingRecord]:
             failed = rejected_result(
                 request_id=request_id,
-                flow=saga.flow.name,
+                flow=flow,
                 code=INTERNAL_ERROR,
                 message="the composed result could not be published (too large or not encodable)",
                 now_ms=self._clock(),
             )
-            return [self._result_record(failed)]
+            return [self._result_record(failed, partition)]
 
-        backup: Fallback | None = fallback
-        try:
-            records = [self._result_record(result)]
-        except (TypeError, ValueError) as error:  # orjson.JSONEncodeError is a TypeError
-            logger.error("the result of %s is not encodable: %s", request_id, error)
-            records, backup = fallback(), None
-        self._outbox.send_result(
-            request_id,
-            records,
-            fallback=backup,
-            offsets=saga.offsets,
-            offset=saga.offset,
-            what=f"the result of {request_id} ({_where(saga.partition, saga.offset)})",
+        self._outbox.send(
+            records or fallback(),
+            answers=request_id,
+            fallback=fallback if records else None,
+            what=f"the result of {request_id}",
+            then=then,
         )
+
+    def _mark_finished(
+        self,
+        request_id: str,
+        partition: int,
+        keys: list[bytes],
+        then: Callable[[], None] | None,
+    ) -> None:
+        """Record that ``request_id`` has its result: the marker, and tombstones for the rest."""
+        if self._crash_at == "after-result-before-log":
+            crash(self._crash_at)
+        if partition not in self._owned and partition not in self._restoring:
+            # The partition moved on while the result was on its way; its new
+            # owner reads the result back and records the end itself.
+            if then is not None:
+                then()
+            return
+        now = self._clock()
+        self._finished.setdefault(partition, OrderedDict())[request_id] = now
+        records = changelog.tombstones(keys)
+        records.append((changelog.saga_key(request_id), orjson.dumps({"done": now})))
+        self._record(partition, records, then)
+
+    def _expire_markers(self, now: int) -> None:
+        """Tombstone finished markers older than the dedupe window."""
+        horizon = now - self.settings.dedupe_window_ms
+        for partition, finished in self._finished.items():
+            expired = []
+            while finished:
+                request_id, at_ms = next(iter(finished.items()))
+                if at_ms >= horizon:
+                    break
+                finished.popitem(last=False)
+                expired.append(changelog.saga_key(request_id))
+            if expired:
+                self._record(partition, changelog.tombstones(expired), None)
+
+    async def _result_landed(self, record: OutgoingRecord, since_ms: int) -> bool:
+        assert self._reader is not None
+        assert record.partition is not None
+        found = await self._reader.keys_since(
+            record.topic, record.partition, since_ms - self.settings.readback_margin_ms
+        )
+        return record.key is not None and record.key.decode() in found
 
     def _loop_done(self, loop: asyncio.Task[None]) -> None:
         if self._running and not loop.cancelled() and loop.exception() is not None:
-            logger.critical("coordinator loop %s died", loop.get_name(), exc_info=loop.exception())
+            error = loop.exception()
+            logger.critical("coordinator loop %s died", loop.get_name(), exc_info=error)
+            self._fail(error)
+
+    def _fail(self, error: BaseException | None) -> None:
+        if not self.failed.done():
+            self.failed.set_exception(error or RuntimeError("the coordinator failed"))
 
     # -- rebalancing -----------------------------------------------------------
 
     async def _partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Let results already on their way land first, so their offsets commit
-        # and the next owner does not publish them again.
-        await self._outbox.drain(_REVOKE_PUBLISH_WAIT_S)
+        numbers = {tp.partition for tp in revoked if tp.topic == self.settings.request_topic}
+        # 1. No more decisions for sagas of revoked partitions: nothing new is
+        #    recorded or published for them from here on.
+        self._owned -= numbers
+        for request_id, saga in list(self._sagas.items()):
+            if saga.partition.partition in numbers:
+                del self._sagas[request_id]
+                self._dispatcher.cancel(request_id)
+        # 2. What they already recorded or published lands (or fails) before the
+        #    partitions go: the next owner reads it back.
+        if self._changelog is not None:
+            await self._changelog.flush()
+        await self._outbox.drain(self.settings.shutdown_grace_ms / 1000)
+        # 3. Then commit, and forget.
         if self._consumer is not None:
             await self._partitions.commit(self._consumer)
-        # Sagas of a revoked request partition will run again on its new owner
-        # (their offsets are not committed); finishing them here would give two results.
-        for request_id, saga in list(self._sagas.items()):
-            if saga.partition in revoked:
-                del self._sagas[request_id]
         self._partitions.forget(revoked)
+        for number in numbers:
+            self._finished.pop(number, None)
 
-    def _partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def _partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        numbers = sorted(tp.partition for tp in assigned if tp.topic == self.settings.request_topic)
+        # Nothing of these partitions is processed before their sagas are back.
+        self._consumer.pause(*assigned)
+        started = time.monotonic()
+        try:
+            await self._restore(numbers)
+        finally:
+            self._restoring.difference_update(numbers)
+            self._consumer.resume(*assigned)
+        self._owned.update(numbers)
+        if numbers:
+            logger.info(
+                "restored partitions %s in %.2f s (%d sagas in flight)",
+                numbers,
+                time.monotonic() - started,
+                len(self._sagas),
+            )
         if assigned:
             self.assigned.set()
 
+    async def _restore(self, numbers: list[int]) -> None:
+        """Rebuild the sagas of ``numbers`` from the changelog before their records flow."""
+        assert self._reader is not None
+        assert self._consumer is not None
+        settings = self.settings
+        restored = await self._reader.changelog(settings.changelog_topic, numbers)
+        for number in numbers:
+            part = restored[number]
+            published = await self._published_results(number, part)
+            self._flows_recorded.update((number, fp) for fp in part.flows)
+            now = self._clock()
+            horizon = now - settings.dedupe_window_ms
+            finished: OrderedDict[str, int] = OrderedDict()
+            expired = []
+            for request_id, at_ms in sorted(part.markers.items(), key=lambda item: item[1]):
+                if at_ms < horizon:
+                    expired.append(changelog.saga_key(request_id))
+                else:
+                    finished[request_id] = at_ms
+            self._finished[number] = finished
+            if expired or part.orphans:
+                self._record(number, [*changelog.tombstones(expired), *part.orphans], None)
+            self._restoring.add(number)  # so finishing a restored saga records it
+            for request_id in sorted(published - part.markers.keys() - part.sagas.keys()):
+                # A rejected request answered just before a crash.
+                self._mark_finished(request_id, number, [], None)
+            for request_id, header in part.sagas.items():
+                keys = part.keys.get(request_id, [])
+                if request_id in published:
+                    self._mark_finished(request_id, number, keys, None)
+                    continue
+                self._resume(number, request_id, header, part, keys)
+
+    async def _published_results(self, number: int, part: RestoredPartition) -> set[str]:
+        """Request ids of ``number`` answered since the oldest thing that may be unrecorded."""
+        assert self._reader is not None
+        assert self._consumer is not None
+        settings = self.settings
+        candidates = [int(header["started_ms"]) for header in part.sagas.values()]
+        request_tp = TopicPartition(settings.request_topic, number)
+        committed = await self._consumer.committed(request_tp)
+        first = await self._reader.timestamp_at(settings.request_topic, number, committed or 0)
+        if first is not None:
+            candidates.append(first)
+        if not candidates:
+            return set()
+        since = min(candidates) - settings.readback_margin_ms
+        return await self._reader.keys_since(settings.result_topic, number, since)
+
+    def _resume(
+        self,
+        number: int,
+        request_id: str,
+        header: dict[str, Any],
+        part: RestoredPartition,
+        keys: list[bytes],
+    ) -> None:
+        partition = TopicPartition(self.settings.request_topic, number)
+        numbered = part.events.get(request_id, {})
+        flow = self._flow_of(header, part)
+        if isinstance(flow, str):
+            logger.error("cannot resume %s: %s", request_id, flow)
+            result = rejected_result(
+                request_id=request_id,
+                flow=header.get("flow"),
+                code=FLOW_CHANGED,
+                message=flow,
+                now_ms=self._clock(),
+            )
+            self._send_result(
+                request_id,
+                number,
+                [self._result_record(result, number)],
+                flow=header.get("flow"),
+                then=lambda: self._mark_finished(request_id, number, keys, None),
+            )
+            return
+        try:
+            replayed = replay(
+                flow,
+                request_id=request_id,
+                input=header["input"],
+                started_ms=int(header["started_ms"]),
+                events=changelog.recorded_events(numbered),
+            )
+        except Exception as error:
+            logger.exception("cannot replay saga %s", request_id)
+            state, _ = start_saga(
+                flow, request_id=request_id, input=header["input"], now_ms=self._clock()
+            )
+            saga = _Saga(state, flow, partition, next(self._runs), max(numbered, default=0), keys)
+            self._sagas[request_id] = saga
+            self._fail_saga(saga, error)
+            return
+        saga = _Saga(
+            state=replayed.state,
+            flow=flow,
+            partition=partition,
+            run=next(self._runs),
+            events=max(numbered, default=0),
+            keys=list(keys),
+        )
+        self._sagas[request_id] = saga
+        self.restored_sagas += 1
+        if replayed.result is not None:
+            self._publish_result(saga, replayed.result)
+            return
+        now = self._clock()
+        actions: list[SagaAction] = [*replayed.timers]
+        for call, dispatched_ms in replayed.calls:
+            # Re-issued with the same attempt, correlation id and idempotency key,
+            # and a full timeout from now.
+            timeout_ms = max(call.deadline_ms - dispatched_ms, 1)
+            actions.append(dataclasses.replace(call, deadline_ms=now + timeout_ms))
+        self._carry_out_safely(saga, actions)
+
+    def _flow_of(self, header: dict[str, Any], part: RestoredPartition) -> CompiledFlow | str:
+        """The flow a restored saga started under, or why it cannot be had."""
+        name = header.get("flow", "")
+        fingerprint = header.get("fingerprint", "")
+        current = self.registry.get(name)
+        if current is not None and self._fingerprints.get(name) == fingerprint:
+            return current
+        cached = self._old_flows.get(fingerprint)
+        if cached is not None:
+            return cached
+        definition = part.flows.get(fingerprint)
+        if definition is None:
+            return (
+                f"the saga started under flow '{name}' version {header.get('version')}, "
+                "whose definition is not in the changelog"
+            )
+        try:
+            flow = compile_flow(
+                FlowDefinition.model_validate(definition),
+                catalog=self.registry.catalog,
+                source=f"<changelog: {name} {fingerprint}>",
+            )
+        except (FlowLoadError, ValidationError) as error:
+            return (
+                f"the saga started under flow '{name}' version {header.get('version')}, "
+                f"which no longer loads against the service catalog: {error}"
+            )
+        self._old_flows[fingerprint] = flow
+        # The result names the version that ran, which is the one it started with.
+        logger.info(
+            "resuming a saga of flow '%s' under the version it started with (%s)",
+            name,
+            header.get("version"),
+        )
+        return flow
+
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """aiokafka swallows errors raised here; a failed restore must stop the process."""
+
     def __init__(self, coordinator: SagaCoordinator) -> None:
         self._coordinator = coordinator
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._coordinator._partitions_revoked(revoked)
+        try:
+            await self._coordinator._partitions_revoked(revoked)
+        except Exception as error:
+            logger.critical("handing partitions back failed", exc_info=error)
+            self._coordinator._fail(error)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._coordinator._partitions_assigned(assigned)
+        try:
+            await self._coordinator._partitions_assigned(assigned)
+        except Exception as error:
+            logger.critical("restoring assigned partitions failed", exc_info=error)
+            self._coordinator._fail(error)

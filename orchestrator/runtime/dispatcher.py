@@ -65,6 +65,13 @@ class CallDispatcher:
         self._deliver = deliver
         self._deadline_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._calls: dict[str, set[asyncio.Task[None]]] = {}
+        """In-process calls by request id, so a finished saga's calls can be cancelled."""
+
+    @property
+    def calls_in_flight(self) -> int:
+        """In-process calls running now."""
+        return len(self._tasks)
 
     def dispatch(self, action: DispatchCall, *, reply_partition: int, run: int) -> None:
         """Start one call and arm its deadline."""
@@ -72,7 +79,12 @@ class CallDispatcher:
         if isinstance(route, KafkaRoute):
             self._spawn(self._send_command(action, route, reply_partition=reply_partition))
         else:
-            self._spawn(self._call_in_process(route, action, run=run))
+            task = self._spawn(self._call_in_process(route, action, run=run))
+            calls = self._calls.get(action.request_id)
+            if calls is None:
+                calls = self._calls[action.request_id] = set()
+            calls.add(task)
+            task.add_done_callback(lambda done: self._call_done(action.request_id, done))
         if self.deadlines.push(
             at_ms=action.deadline_ms,
             request_id=action.request_id,
@@ -114,6 +126,26 @@ class CallDispatcher:
             self._deadline_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._deadline_changed.wait(), timeout=wait_s)
+
+    def cancel(self, request_id: str) -> None:
+        """Cancel the in-process calls of a saga that ended or moved away.
+
+        Cancelling an HTTP call closes its connection, so a finished saga holds no
+        socket, no buffer and no pool slot.
+        """
+        for task in self._calls.pop(request_id, ()):
+            task.cancel()
+
+    def prune(self, alive: Callable[[str, int], bool]) -> None:
+        """Drop timers of sagas that are gone, once they outnumber the live ones."""
+        self.deadlines.prune(lambda deadline: alive(deadline.request_id, deadline.run))
+
+    def _call_done(self, request_id: str, task: asyncio.Task[None]) -> None:
+        calls = self._calls.get(request_id)
+        if calls is not None:
+            calls.discard(task)
+            if not calls:
+                del self._calls[request_id]
 
     async def aclose(self) -> None:
         """Abandon calls in progress (their sagas re-run on the partition's next owner)."""
@@ -171,7 +203,8 @@ class CallDispatcher:
             run=run,
         )
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task

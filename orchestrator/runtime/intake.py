@@ -7,6 +7,7 @@ request.missing_headers a required CloudEvents header is absent
 request.wrong_type      ``ce_type`` is not ``orchestrator.request.v1``
 request.undecodable     the payload is not a JSON object
 request.invalid         the payload is not a valid request event
+request.key_mismatch    the record's key is missing or is not the request id
 flow.unknown            no flow of that name is loaded
 input.invalid           the input fails the flow's input schema
 ======================  ==================================================
@@ -81,6 +82,15 @@ def admit(
         request = RequestEvent.model_validate(payload)
     except ValidationError as error:
         return reject("request.invalid", "; ".join(describe_validation_error(error)))
+    if key is None or key != request.request_id.encode():
+        # One request id must always land on one partition: the one whose owner
+        # runs it and remembers it (clients key requests by their id).
+        found = "has no key" if key is None else f"has the key {key.decode(errors='replace')!r}"
+        return reject(
+            "request.key_mismatch",
+            f"the record {found}; it must be keyed by its request_id "
+            f"{request.request_id!r} so that copies of it reach the same partition",
+        )
     flow = registry.get(request.flow)
     if flow is None:
         known = ", ".join(sorted(registry.flows)) or "none"
@@ -91,6 +101,15 @@ def admit(
         where = "/".join(str(part) for part in first.absolute_path) or "input"
         return reject("input.invalid", f"{where}: {first.message}")
     return AdmittedRequest(request_id=request.request_id, flow=flow, input=request.input)
+
+
+def request_id_of(value: bytes | None, key: bytes | None, headers: dict[str, str]) -> str | None:
+    """The request id of a record, wherever it can be found (payload, key, ``ce_id``)."""
+    try:
+        payload = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        payload = None
+    return _find_request_id(payload, key, headers)
 
 
 def _find_request_id(payload: Any, key: bytes | None, headers: dict[str, str]) -> str | None:

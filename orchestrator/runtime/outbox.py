@@ -1,107 +1,89 @@
-"""Where answers leave: results and dead letters, each finishing its record's offset.
+"""Where answers leave: results and dead letters, each retried until acknowledged.
 
-The outbox is what makes "one result per request, never zero, never two" hold
-across the time a result is on its way:
-
-- a request id counts as answered from the moment its result is handed over
-  (``publishing``) until long after it was acknowledged (``finished``, a bounded
-  memory of the most recent ids);
-- the record that caused an answer is finished (its offset may be committed) only
-  once Kafka has acknowledged the answer;
-- a duplicate that arrives while the answer is on its way finishes when it does.
+- A request id counts as being answered from the moment its result is handed over
+  until Kafka acknowledges it (then the coordinator records it as finished in the
+  changelog, which recognises duplicates from then on).
+- What waits on an answer (the saga's finished marker, a rejected record's offset)
+  runs only once Kafka has acknowledged it (``then``).
+- Before a result is sent again after a transient failure, the result partition
+  is read back: if the first send landed after all, it is not sent twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from orchestrator.runtime.offsets import PartitionOffsets
 from orchestrator.runtime.publisher import Fallback, Publisher
 from orchestrator.runtime.records import OutgoingRecord
 
 logger = logging.getLogger(__name__)
 
+Landed = Callable[[OutgoingRecord, int], Awaitable[bool]]
+"""Whether ``record`` is already in its topic (written at or after the given epoch ms)."""
+
+
+class Countdown:
+    """Runs ``then`` after :meth:`done` was called ``count`` times."""
+
+    __slots__ = ("_left", "_then")
+
+    def __init__(self, count: int, then: Callable[[], None]) -> None:
+        self._left = count
+        self._then = then
+
+    def done(self) -> None:
+        self._left -= 1
+        if self._left == 0:
+            self._then()
+
 
 class Outbox:
-    """Publishes answers and remembers which request ids have one."""
+    """Publishes answers; knows which request ids are being answered."""
 
-    def __init__(self, *, finished_memory: int) -> None:
+    def __init__(self, *, clock: Callable[[], int]) -> None:
         self.publisher: Publisher | None = None
         """Set once the producer runs."""
-        self._finished_memory = finished_memory
-        self._finished: OrderedDict[str, None] = OrderedDict()
-        self._results: dict[str, asyncio.Task[None]] = {}
+        self.landed: Landed | None = None
+        """Set once the coordinator can read topics back."""
+        self._clock = clock
+        self._answering: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def answered(self, request_id: str) -> bool:
-        """Whether a result for ``request_id`` is on its way or was acknowledged."""
-        return request_id in self._results or request_id in self._finished
+    def answering(self, request_id: str) -> bool:
+        """Whether a result for ``request_id`` is on its way."""
+        return request_id in self._answering
 
-    def send_result(
-        self,
-        request_id: str,
-        records: list[OutgoingRecord],
-        *,
-        fallback: Fallback | None,
-        offsets: PartitionOffsets,
-        offset: int,
-        what: str,
-    ) -> None:
-        """Publish the one result of ``request_id``, then finish its request record."""
-        self._results[request_id] = self._spawn(
-            self._send(
-                records,
-                request_id=request_id,
-                fallback=fallback,
-                offsets=offsets,
-                offset=offset,
-                what=what,
-            )
-        )
+    @property
+    def pending(self) -> int:
+        """Answers on their way."""
+        return len(self._tasks)
 
-    def send_dead_letter(
+    def send(
         self,
         records: list[OutgoingRecord],
         *,
         answers: str | None,
-        offsets: PartitionOffsets,
-        offset: int,
+        fallback: Fallback | None,
         what: str,
+        then: Callable[[], None] | None = None,
     ) -> None:
-        """Publish a dead letter (and a failed result for ``answers``, if given)."""
+        """Publish ``records`` (the result of ``answers``, if given), then run ``then``."""
         task = self._spawn(
-            self._send(
-                records,
-                request_id=answers,
-                fallback=None,
-                offsets=offsets,
-                offset=offset,
-                what=what,
-            )
+            self._send(records, request_id=answers, fallback=fallback, what=what, then=then)
         )
         if answers is not None:
-            self._results[answers] = task
-
-    def finish_duplicate(self, request_id: str, *, offsets: PartitionOffsets, offset: int) -> None:
-        """Finish a duplicate's record once the original's answer is acknowledged."""
-        sending = self._results.get(request_id)
-        if sending is None:
-            offsets.finish(offset)
-            return
-        self._spawn(self._finish_after(sending, offsets, offset))
+            self._answering[answers] = task
 
     async def drain(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for answers on their way."""
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout_s)
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
 
     async def aclose(self) -> None:
-        """Abandon what is still on its way (its records stay unfinished)."""
+        """Abandon what is still on its way (what waits on it does not run)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -112,38 +94,31 @@ class Outbox:
         *,
         request_id: str | None,
         fallback: Fallback | None,
-        offsets: PartitionOffsets,
-        offset: int,
         what: str,
+        then: Callable[[], None] | None,
     ) -> None:
-        # The offset becomes committable only once Kafka has acknowledged the
-        # records (acks=all): this is what makes the outcome at-least-once.
         assert self.publisher is not None
+        sent_ms = self._clock()
+        landed = self.landed
+
+        async def already_there() -> bool:
+            # Only a result can be checked: it is the one record of its key.
+            if landed is None or request_id is None:
+                return False
+            return await landed(records[0], sent_ms)
+
         try:
-            await self.publisher.send_until_acknowledged(records, fallback=fallback, what=what)
+            await self.publisher.send_until_acknowledged(
+                records, fallback=fallback, what=what, landed=already_there
+            )
         except Exception:
-            logger.error("%s was not published: its offset stays uncommitted", what)
+            logger.error("%s was not published: what waits on it stays undone", what)
             raise
         finally:
-            if request_id is not None:
-                self._results.pop(request_id, None)
-        if request_id is not None:
-            self._remember(request_id)
-        offsets.finish(offset)
-
-    @staticmethod
-    async def _finish_after(
-        sending: asyncio.Task[None], offsets: PartitionOffsets, offset: int
-    ) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(sending)
-        if not sending.cancelled() and sending.exception() is None:
-            offsets.finish(offset)
-
-    def _remember(self, request_id: str) -> None:
-        self._finished[request_id] = None
-        if len(self._finished) > self._finished_memory:
-            self._finished.popitem(last=False)
+            if request_id is not None and self._answering.get(request_id) is asyncio.current_task():
+                del self._answering[request_id]
+        if then is not None:
+            then()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)

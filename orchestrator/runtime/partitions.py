@@ -60,13 +60,13 @@ class PartitionBook:
             for offsets, position in due.values():
                 offsets.committed(position)
 
-    def apply_backpressure(self, consumer: AIOKafkaConsumer, *, in_flight: int, limit: int) -> None:
-        """Stop fetching requests at ``limit`` sagas in flight, resume at half; replies flow."""
-        if not self._paused and in_flight >= limit:
+    def apply_backpressure(self, consumer: AIOKafkaConsumer, *, busy: bool, idle: bool) -> None:
+        """Stop fetching requests while ``busy``, resume once ``idle``; replies always flow."""
+        if not self._paused and busy:
             consumer.pause(*self._request_partitions(consumer))
             self._paused = True
-            logger.info("%d sagas in flight: pausing requests", in_flight)
-        elif self._paused and in_flight <= limit // 2:
+            logger.info("at the in-flight limit: new requests wait in Kafka")
+        elif self._paused and idle:
             consumer.resume(*self._request_partitions(consumer))
             self._paused = False
 

@@ -2,6 +2,11 @@
 
 Every record's key is the request id, so all records of one request share a
 partition; CloudEvents ids are deterministic, so consumers can drop duplicates.
+
+A dead letter keeps the original record and says why in ``dlq_*`` headers. Its
+reason is cut to :data:`MAX_REASON_CHARS` (a validation error may quote the whole
+input), and :func:`dead_letter_without_value` is the small dead letter to publish
+instead when Kafka refuses the full one for good (too large).
 """
 
 from __future__ import annotations
@@ -16,6 +21,12 @@ from contracts.base import SCHEMA_VERSION
 from contracts.cloudevents import KafkaHeaders
 from orchestrator.saga.messages import DispatchCall
 
+MAX_REASON_CHARS = 2_000
+"""The longest ``dlq_reason`` a dead letter carries, the cut marker included."""
+
+DLQ_HEADER_PREFIX = "dlq_"
+"""The prefix of the headers a dead letter adds to the original record's."""
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingRecord:
@@ -25,6 +36,8 @@ class OutgoingRecord:
     key: bytes | None
     value: bytes
     headers: KafkaHeaders
+    partition: int | None = None
+    """None: the producer picks it from the key."""
 
 
 def command_record(
@@ -82,6 +95,14 @@ def result_record(result: dict[str, Any], *, topic: str, source: str) -> Outgoin
     )
 
 
+def cap_reason(reason: str) -> str:
+    """``reason`` cut to :data:`MAX_REASON_CHARS`, with a marker saying it was cut."""
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    marker = f"... [cut: the reason had {len(reason)} characters]"
+    return reason[: MAX_REASON_CHARS - len(marker)] + marker
+
+
 def dead_letter_record(
     *,
     topic: str,
@@ -94,12 +115,37 @@ def dead_letter_record(
     origin_partition: int,
     origin_offset: int,
 ) -> OutgoingRecord:
-    """The original record, untouched, with ``dlq_*`` headers saying why it is here."""
+    """The original record, untouched, with ``dlq_*`` headers saying why it is here.
+
+    The reason is cut to :data:`MAX_REASON_CHARS` (see :func:`cap_reason`).
+    """
     extra = [
         ("dlq_code", code.encode()),
-        ("dlq_reason", reason.encode()),
+        ("dlq_reason", cap_reason(reason).encode()),
         ("dlq_topic", origin_topic.encode()),
         ("dlq_partition", str(origin_partition).encode()),
         ("dlq_offset", str(origin_offset).encode()),
     ]
     return OutgoingRecord(topic=topic, key=key, value=value or b"", headers=[*headers, *extra])
+
+
+def dead_letter_without_value(record: OutgoingRecord) -> OutgoingRecord:
+    """The fallback of a dead letter Kafka refused for good (too large): its value dropped.
+
+    Same topic, key and ``dlq_*`` headers (code, reason, origin topic, partition and
+    offset, where the original can still be read), an empty value, and a
+    ``dlq_dropped`` header saying how many bytes of value, and how many of the
+    original record's own headers, were left out. The value is empty rather than
+    null like everywhere in the dead-letter topic (aiokafka also refuses a record
+    with neither key nor value).
+    """
+    kept = [(name, value) for name, value in record.headers if name.startswith(DLQ_HEADER_PREFIX)]
+    dropped = f"the original value of {len(record.value)} bytes was too large to keep"
+    if len(kept) < len(record.headers):
+        dropped += f" (its {len(record.headers) - len(kept)} other headers were dropped too)"
+    return OutgoingRecord(
+        topic=record.topic,
+        key=record.key,
+        value=b"",
+        headers=[*kept, ("dlq_dropped", dropped.encode())],
+    )

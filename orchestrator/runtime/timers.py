@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,8 +29,9 @@ class Deadline:
 class DeadlineHeap:
     """Deadlines ordered by time.
 
-    Entries are never removed early: a deadline that fires after its call was
-    answered is ignored by the saga core, which is cheaper than cancelling.
+    Entries are not removed one by one: a deadline that fires after its call was
+    answered is ignored by the saga core, which is cheaper than cancelling. Timers
+    of sagas that are gone are dropped in bulk by :meth:`prune`.
     """
 
     def __init__(self) -> None:
@@ -58,6 +60,13 @@ class DeadlineHeap:
     def next_at_ms(self) -> int | None:
         """When the earliest deadline falls, or None if there is none."""
         return self._heap[0].at_ms if self._heap else None
+
+    def prune(self, keep: Callable[[Deadline], bool]) -> int:
+        """Drop every timer ``keep`` rejects; returns how many were dropped."""
+        before = len(self._heap)
+        self._heap = [entry for entry in self._heap if keep(entry)]
+        heapq.heapify(self._heap)
+        return before - len(self._heap)
 
     def pop_due(self, now_ms: int) -> list[Deadline]:
         """Remove and return every deadline at or before ``now_ms``."""

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from orchestrator.errors import SetupError
 
@@ -18,7 +19,9 @@ async def check_topics(
     *,
     create: bool = True,
     replication_factor: int = 0,
-    same_partitions: tuple[str, str] | None = None,
+    same_partitions: tuple[str, ...] = (),
+    at_least: tuple[str, str] | None = None,
+    compacted: tuple[str, ...] = (),
 ) -> dict[str, int]:
     """Make sure ``topics`` (``name -> partitions``) exist; return their partition counts.
 
@@ -29,7 +32,12 @@ async def check_topics(
         replication_factor: replicas of created topics; 0 means three, or one per
             broker on a smaller cluster. Replicated topics get ``min.insync.replicas``
             of one less, so ``acks=all`` really means more than one copy.
-        same_partitions: two topics that must have the same partition count.
+        same_partitions: topics that must have the same partition count (the first
+            is the reference).
+        at_least: ``(reference, topic)``: ``topic`` must have at least as many
+            partitions as ``reference``.
+        compacted: topics created with ``cleanup.policy=compact``; existing ones
+            must have it.
 
     Raises:
         SetupError: a topic is missing (and not created), cannot be created, or the
@@ -46,23 +54,59 @@ async def check_topics(
                 "create them (the reply topic with as many partitions as the request topic)."
             )
         if missing:
-            await _create(admin, {name: topics[name] for name in missing}, replication_factor)
+            await _create(
+                admin,
+                {name: topics[name] for name in missing},
+                replication_factor,
+                compacted=set(compacted),
+            )
         counts = await _partition_counts(admin, list(topics))
+        existing_compacted = [name for name in compacted if name not in missing]
+        if existing_compacted:
+            await _check_compacted(admin, existing_compacted)
     finally:
         await admin.close()
-    if same_partitions is not None:
-        first, second = same_partitions
-        if counts[first] != counts[second]:
+    if same_partitions:
+        first, *others = same_partitions
+        for second in others:
+            if counts[first] != counts[second]:
+                raise SetupError(
+                    f"The topic {second!r} has {counts[second]} partitions and {first!r} has "
+                    f"{counts[first]}: they must match so replies and saga state stay with the "
+                    "instance that runs the saga."
+                )
+    if at_least is not None:
+        reference, topic = at_least
+        if counts[topic] < counts[reference]:
             raise SetupError(
-                f"The topic {second!r} has {counts[second]} partitions and {first!r} has "
-                f"{counts[first]}: they must match so replies reach the instance that runs "
-                "the saga."
+                f"The topic {topic!r} has {counts[topic]} partitions, fewer than the "
+                f"{counts[reference]} of {reference!r}: each request's result goes to the "
+                "partition of the same number."
             )
     return counts
 
 
+async def _check_compacted(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    )
+    for response in responses:
+        for _code, _message, _type, name, entries in response.resources:
+            policy = next((entry[1] for entry in entries if entry[0] == "cleanup.policy"), None)
+            if policy is None or "compact" not in policy.split(","):
+                raise SetupError(
+                    f"The topic {name!r} holds saga state and must be compacted, but its "
+                    f"cleanup.policy is {policy!r}: set cleanup.policy=compact on it (or "
+                    "delete it and let the coordinator create it)."
+                )
+
+
 async def _create(
-    admin: AIOKafkaAdminClient, topics: Mapping[str, int], replication_factor: int
+    admin: AIOKafkaAdminClient,
+    topics: Mapping[str, int],
+    replication_factor: int,
+    *,
+    compacted: set[str],
 ) -> None:
     if replication_factor <= 0:
         brokers = len((await admin.describe_cluster())["brokers"])
@@ -70,7 +114,14 @@ async def _create(
     configs = {"min.insync.replicas": str(replication_factor - 1)} if replication_factor > 1 else {}
     response = await admin.create_topics(
         [
-            NewTopic(name, partitions, replication_factor, topic_configs=configs)
+            NewTopic(
+                name,
+                partitions,
+                replication_factor,
+                topic_configs={**configs, "cleanup.policy": "compact"}
+                if name in compacted
+                else configs,
+            )
             for name, partitions in topics.items()
         ]
     )

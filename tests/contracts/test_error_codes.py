@@ -18,6 +18,7 @@ NOT_WIRE_CODES = {
     "orchestrator.replies",
     "orchestrator.results",
     "orchestrator.dlq",
+    "orchestrator.changelog",
     "orchestrator.cli",
     "orchestrator.error",
     "flow.invalid",

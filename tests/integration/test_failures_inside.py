@@ -152,7 +152,9 @@ async def test_reply_and_request_partitions_are_checked_without_creating_topics(
             settings.reply_topic: 1,
             settings.result_topic: 2,
             settings.dead_letter_topic: 1,
+            settings.changelog_topic: 2,
         },
+        compacted=(settings.changelog_topic,),
     )
     from dataclasses import replace
 
@@ -169,6 +171,25 @@ async def test_reply_and_request_partitions_are_checked_without_creating_topics(
     )
     with pytest.raises(SetupError, match="must match"):
         await SagaCoordinator(registry=registry, settings=no_create).start()
+
+
+async def test_a_changelog_topic_that_is_not_compacted_is_refused(
+    settings: CoordinatorSettings,
+) -> None:
+    # Under cleanup.policy=delete the state of long sagas would be deleted by age.
+    await check_topics(settings.bootstrap_servers, {settings.changelog_topic: 2})
+    registry = registry_of(
+        _trivial_builder(),
+        {
+            "echo": {
+                "kind": "http",
+                "base_url": "http://127.0.0.1:9",
+                "operations": {"get": {"path": "/i"}},
+            }
+        },
+    )
+    with pytest.raises(SetupError, match="must be compacted.*cleanup.policy is 'delete'"):
+        await SagaCoordinator(registry=registry, settings=settings).start()
 
 
 def _trivial_builder() -> FlowBuilder:

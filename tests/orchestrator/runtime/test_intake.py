@@ -58,7 +58,7 @@ def payload(**overrides: Any) -> bytes:
 
 
 def run_admit(
-    value: bytes | None = None, key: bytes | None = b"k-1", hdrs: dict[str, str] | None = None
+    value: bytes | None = None, key: bytes | None = b"r-1", hdrs: dict[str, str] | None = None
 ) -> AdmittedRequest | RejectedRequest:
     return admit(
         value=payload() if value is None else value,
@@ -164,6 +164,21 @@ def test_request_id_and_flow_are_recovered_for_the_rejection(
 
     assert isinstance(result, RejectedRequest)
     assert (result.request_id, result.flow) == (request_id, flow)
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [(None, "the record has no key"), (b"r-2", "the record has the key 'r-2'")],
+)
+def test_a_request_not_keyed_by_its_id_is_refused(key: bytes | None, says: str) -> None:
+    # Copies keyed differently could land on two partitions, and two owners
+    # would each run the request once.
+    rejected = run_admit(payload(), key=key)
+
+    assert isinstance(rejected, RejectedRequest)
+    assert (rejected.code, rejected.request_id) == ("request.key_mismatch", "r-1")
+    assert rejected.message.startswith(says)
+    assert "keyed by its request_id 'r-1'" in rejected.message
 
 
 def test_value_none_is_undecodable() -> None:
