@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo check lint typecheck test schemas bench clean
+.PHONY: demo check lint typecheck test schemas bench chaos clean
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -38,6 +38,11 @@ schemas: $(STAMP)
 ## bench: run the benchmark harness (starts its own broker)
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+## chaos: the chaos suite: kills, rebalances, a broker restart, duplicates; then the oracle
+## (starts its own broker; options: make chaos CHAOS_ARGS="--requests 1000 --seed 7")
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
