@@ -78,9 +78,7 @@ async def test_request_in_flight_at_shutdown_is_finished_by_the_next_instance(
             settings.bootstrap_servers, settings.group_id, settings.request_topic
         )
         assert sorted(offset or 0 for offset in committed.values()) == [0, 1]
-        changelog = await read_topic(
-            settings.bootstrap_servers, settings.changelog_topic, expect=2
-        )
+        changelog = await read_topic(settings.bootstrap_servers, settings.changelog_topic, expect=2)
         assert b"s:restart-1" in {record.key for record in changelog}
         release.set()
         async with (

@@ -188,7 +188,7 @@ async def test_a_changelog_topic_that_is_not_compacted_is_refused(
             }
         },
     )
-    with pytest.raises(SetupError, match="must be compacted.*cleanup.policy is 'delete'"):
+    with pytest.raises(SetupError, match=r"must be compacted.*cleanup\.policy is 'delete'"):
         await SagaCoordinator(registry=registry, settings=settings).start()
 
 
