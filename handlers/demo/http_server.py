@@ -44,6 +44,12 @@ class HttpCall:
         return [part for part in self.path.split("/") if part]
 
 
+class _Server(ThreadingHTTPServer):
+    # The standard library listens with a backlog of 5: a hundred connections
+    # opened at once would see most of theirs dropped and retried a second later.
+    request_queue_size = 1024
+
+
 class JsonHttpServer:
     """Serve ``route`` on 127.0.0.1 (port 0 picks a free one) until :meth:`stop`."""
 
@@ -51,7 +57,7 @@ class JsonHttpServer:
         self.route = route
         self.name = name
         self.calls: list[HttpCall] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"{name}-server", daemon=True

@@ -174,6 +174,7 @@ class ChangelogWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._error: BaseException | None = None
+        self._closed = False
         self.records_written = 0
 
     def append(
@@ -185,14 +186,19 @@ class ChangelogWriter:
         self._idle.clear()
         self._wake.set()
 
+    def close(self) -> None:
+        """End :meth:`run` (records still queued are not written)."""
+        self._closed = True
+        self._wake.set()
+
     async def flush(self) -> None:
         """Wait until every record appended so far is acknowledged (or the writer failed)."""
         while not self._idle.is_set() and self._error is None:
             await asyncio.wait_for(self._idle.wait(), timeout=None)
 
     async def run(self) -> None:
-        """Hand queued records to the producer, in order; runs until cancelled or failed."""
-        while True:
+        """Hand queued records to the producer, in order; runs until closed or failed."""
+        while not self._closed:
             await self._wake.wait()
             self._wake.clear()
             if self._error is not None:

@@ -177,6 +177,7 @@ class SagaCoordinator:
         self._restoring: set[int] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
+        self._state_producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: KafkaReader | None = None
         self._changelog: ChangelogWriter | None = None
@@ -230,10 +231,20 @@ class SagaCoordinator:
         )
         await self._producer.start()
         self._outbox.publisher = self._dispatcher.publisher = Publisher(self._producer)
+        # The changelog has its own producer: aiokafka keeps one produce request
+        # in flight per broker connection, and commands and results must not
+        # queue behind state records (they are the latency a client sees).
+        self._state_producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+        )
+        await self._state_producer.start()
         self._reader = KafkaReader(settings.bootstrap_servers)
         await self._reader.start()
         self._outbox.landed = self._result_landed
-        self._changelog = ChangelogWriter(self._producer, settings.changelog_topic)
+        self._changelog = ChangelogWriter(self._state_producer, settings.changelog_topic)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id,
@@ -271,6 +282,7 @@ class SagaCoordinator:
         """
         self._running = False
         grace_s = self.settings.shutdown_grace_ms / 1000
+        logger.info("stopping: %d sagas in flight are kept in the changelog", len(self._sagas))
         for loop in self._loops:
             if loop.get_name() == "coordinator-consume":
                 loop.cancel()
@@ -278,12 +290,20 @@ class SagaCoordinator:
         # (their calls are re-issued, with the same idempotency key, on resume).
         self._sagas.clear()
         await self._dispatcher.aclose()
+        # Answers first: each one that lands records its saga's end in the changelog
+        # (and a rejected record's offset waits on that), then the changelog.
+        logger.info("stopping: calls cancelled; waiting for results on their way")
+        await self._outbox.drain(grace_s)
+        logger.info("stopping: flushing the changelog")
         if self._changelog is not None:
             try:
                 await asyncio.wait_for(self._changelog.flush(), timeout=grace_s)
             except TimeoutError:
                 logger.warning("the changelog did not flush within %.0f s", grace_s)
-        await self._outbox.drain(grace_s)
+        logger.info("stopping: state recorded; leaving the group")
+        self._dispatcher.closing = True
+        if self._changelog is not None:
+            self._changelog.close()
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -292,9 +312,13 @@ class SagaCoordinator:
             await self._partitions.commit(self._consumer)
             await self._consumer.stop()
             self._consumer = None
+        logger.info("stopping: left the group; closing connections")
         if self._reader is not None:
             await self._reader.stop()
             self._reader = None
+        if self._state_producer is not None:
+            await self._state_producer.stop()
+            self._state_producer = None
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
@@ -373,17 +397,20 @@ class SagaCoordinator:
                         self._internal_error(partition, record, error)
 
     def _idle(self) -> bool:
-        """Whether paused requests may flow again (half of every limit is free)."""
+        """Whether paused requests may flow again: half the sagas' room is free, and a
+        quarter of the calls' (calls come and go fast; a wide margin would idle them)."""
         return (
             len(self._sagas) + self._outbox.pending <= self.settings.max_in_flight // 2
-            and self._dispatcher.calls_in_flight <= self.settings.calls_limit // 2
+            and self._dispatcher.calls_in_flight <= self.settings.calls_limit * 3 // 4
         )
 
     async def _housekeeping_loop(self) -> None:
         """Commit offsets, forget old finished ids, drop timers of gone sagas."""
         assert self._consumer is not None
         last_sweep = self._clock()
-        while True:
+        # Not ``while True``: a cancellation that lands as a commit completes can be
+        # lost inside asyncio.wait_for (Python < 3.12), and a stop must not hang.
+        while self._running:
             await asyncio.sleep(self.settings.commit_interval_ms / 1000)
             await self._partitions.commit(self._consumer)
             now = self._clock()
@@ -799,11 +826,13 @@ class SagaCoordinator:
             if saga.partition.partition in numbers:
                 del self._sagas[request_id]
                 self._dispatcher.cancel(request_id)
-        # 2. What they already recorded or published lands (or fails) before the
-        #    partitions go: the next owner reads it back.
-        if self._changelog is not None:
-            await self._changelog.flush()
-        await self._outbox.drain(self.settings.shutdown_grace_ms / 1000)
+        # 2. What they already published or recorded lands (or fails) before the
+        #    partitions go: the next owner reads it back. (A stop has done this
+        #    already, and its writer is gone.)
+        if self._running:
+            await self._outbox.drain(self.settings.shutdown_grace_ms / 1000)
+            if self._changelog is not None:
+                await self._changelog.flush()
         # 3. Then commit, and forget.
         if self._consumer is not None:
             await self._partitions.commit(self._consumer)

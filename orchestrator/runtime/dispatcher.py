@@ -59,6 +59,8 @@ class CallDispatcher:
         self.publisher: Publisher | None = None
         """Set once the producer runs."""
         self.deadlines = DeadlineHeap()
+        self.closing = False
+        """Set by a stop: the deadline loop ends even if a cancellation is lost."""
         self._routes = routes
         self._settings = settings
         self._clock = clock
@@ -107,8 +109,8 @@ class CallDispatcher:
             self._deadline_changed.set()
 
     async def run_deadlines(self) -> None:
-        """Deliver each timer as it falls due; runs until cancelled."""
-        while True:
+        """Deliver each timer as it falls due; runs until cancelled or closing."""
+        while not self.closing:
             now = self._clock()
             for deadline in self.deadlines.pop_due(now):
                 event: SagaEvent

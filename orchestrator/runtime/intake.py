@@ -27,6 +27,7 @@ from contracts import cloudevents
 from contracts.events import RequestEvent
 from orchestrator.flow import CompiledFlow
 from orchestrator.flow_files import FlowRegistry
+from orchestrator.runtime.records import cap_reason
 from orchestrator.validation_messages import describe_validation_error
 
 
@@ -99,7 +100,8 @@ def admit(
     if problems:
         first = problems[0]
         where = "/".join(str(part) for part in first.absolute_path) or "input"
-        return reject("input.invalid", f"{where}: {first.message}")
+        # jsonschema quotes the offending value, which may be most of a 1 MB input.
+        return reject("input.invalid", cap_reason(f"{where}: {first.message}"))
     return AdmittedRequest(request_id=request.request_id, flow=flow, input=request.input)
 
 

@@ -1,0 +1,99 @@
+"""A saga restored after a deploy that changed its flow keeps the definition it
+started with; if that definition no longer loads, it fails with ``flow.changed``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from orchestrator.client import OrchestratorClient
+from orchestrator.flow_files import FlowRegistry
+from orchestrator.runtime.coordinator import SagaCoordinator
+from orchestrator.settings import CoordinatorSettings
+from tests.integration.saga_flows import (
+    FLOW,
+    RESULT_TIMEOUT_S,
+    Hit,
+    RecordingServer,
+    answer_ok,
+    http_service,
+    saga_registry,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+def flow_of(server: RecordingServer, *, version: int, service: str = "shop") -> FlowRegistry:
+    return saga_registry(
+        {service: http_service(server.url, ["get"])},
+        {"call": {"service": service, "operation": "get", "input": {"id": "input.id"}}},
+        result={"made_by": f"`{version}`", "id": "call.id"},
+        version=version,
+        defaults={"timeout_ms": 30_000},
+    )
+
+
+async def start_and_stop_mid_call(
+    settings: CoordinatorSettings, registry: FlowRegistry, entered: threading.Event
+) -> None:
+    async with SagaCoordinator(registry=registry, settings=settings):
+        async with OrchestratorClient(settings) as client:
+            await client.send(FLOW, {"id": "a"}, request_id="deploy-1")
+        assert await asyncio.to_thread(entered.wait, 30)
+
+
+async def test_a_restored_saga_keeps_the_flow_version_it_started_with(
+    settings: CoordinatorSettings,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def held(hit: Hit) -> Any:
+        entered.set()
+        release.wait(timeout=30)
+        return answer_ok(hit)
+
+    with RecordingServer({"get": held}) as server:
+        await start_and_stop_mid_call(settings, flow_of(server, version=1), entered)
+        release.set()
+        # The client first: it reads results from the moment it starts.
+        async with (
+            OrchestratorClient(settings) as client,
+            SagaCoordinator(registry=flow_of(server, version=2), settings=settings),
+        ):
+            resumed = await client.wait_for("deploy-1", timeout_s=RESULT_TIMEOUT_S)
+            fresh = await client.run(FLOW, {"id": "b"}, timeout_s=RESULT_TIMEOUT_S)
+
+    assert (resumed["status"], resumed["flow_version"]) == ("completed", 1)
+    assert resumed["data"] == {"made_by": 1, "id": "get-a"}
+    assert (fresh["flow_version"], fresh["data"]) == (2, {"made_by": 2, "id": "get-b"})
+
+
+async def test_a_restored_saga_whose_flow_no_longer_loads_fails_with_flow_changed(
+    settings: CoordinatorSettings,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def held(hit: Hit) -> Any:
+        entered.set()
+        release.wait(timeout=30)
+        return answer_ok(hit)
+
+    with RecordingServer({"get": held}) as server:
+        await start_and_stop_mid_call(settings, flow_of(server, version=1), entered)
+        release.set()
+        # The deploy removed the service the old definition calls.
+        changed = flow_of(server, version=2, service="renamed")
+        async with (
+            OrchestratorClient(settings) as client,
+            SagaCoordinator(registry=changed, settings=settings),
+        ):
+            result = await client.wait_for("deploy-1", timeout_s=RESULT_TIMEOUT_S)
+
+    assert result["status"] == "failed"
+    [error] = result["errors"]
+    assert error["code"] == "flow.changed"
+    assert "version 1" in error["message"]
+    assert "no longer loads" in error["message"]
