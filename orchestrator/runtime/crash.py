@@ -8,8 +8,9 @@ nothing was lost or done twice. Never set it in production.
 ============================  =====================================================
 point                         where
 ============================  =====================================================
-``after-reply-before-log``    a reply was applied to its saga (calls may already be
-                              dispatched), its changelog record not yet written
+``after-reply-before-log``    an answer was applied to its saga in memory; its
+                              changelog record is not written and nothing it leads
+                              to (calls, the result) has been done
 ``after-result-before-log``   a result is acknowledged by Kafka, the saga not yet
                               recorded as finished
 ``after-log-before-commit``   a request's start is recorded in the changelog, its
