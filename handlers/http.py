@@ -44,6 +44,7 @@ from handlers.templates import (
     compile_json,
     compile_text,
 )
+from handlers.transport import EncodedUrlTransport
 
 _RETRIABLE_STATUS = frozenset({408, 425, 429})
 _RETRY_AFTER_STATUS = frozenset({429, 503})
@@ -89,13 +90,15 @@ def _compile_operation(operation: HttpOperation) -> _CompiledOperation:
 
 
 def build_http_client(*, max_connections: int = 100, max_keepalive: int = 20) -> httpx.AsyncClient:
-    """The one shared client: pooled connections, no per-client timeout (calls set theirs)."""
+    """The one shared client: pooled connections, no per-client timeout (calls set theirs).
+
+    httpx's API over aiohttp's pool (:mod:`handlers.transport`); aiohttp keeps every
+    connection it opened alive, up to ``max_connections`` (``max_keepalive`` applies
+    to httpx's own pool only, kept for a custom client).
+    """
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive)
     return httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_keepalive
-        ),
-        timeout=None,
-        follow_redirects=False,
+        transport=EncodedUrlTransport(limits=limits), timeout=None, follow_redirects=False
     )
 
 

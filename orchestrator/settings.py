@@ -65,8 +65,8 @@ class CoordinatorSettings:
     """How long the broker may hold a fetch with no data; low keeps reply latency low."""
     http_max_connections: int = 100
     http_max_keepalive: int = 20
-    """Idle connections kept. More is not better with httpx: its pool checks every
-    idle connection on each request (measured: 100 kept made a backlog time out)."""
+    """Idle connections kept by httpx's own pool (a custom client); the default client
+    runs on aiohttp's pool, which keeps every connection it opened."""
     dedupe_window_ms: int = 3_600_000
     """How long a finished request id is remembered (in the changelog) so that a
     duplicate request gets no second result."""
