@@ -16,6 +16,7 @@ from orchestrator.settings import CoordinatorSettings
 from tests.integration.saga_flows import (
     FLOW,
     RESULT_TIMEOUT_S,
+    Behaviour,
     Hit,
     RecordingServer,
     answer_ok,
@@ -36,6 +37,17 @@ def flow_of(server: RecordingServer, *, version: int, service: str = "shop") -> 
     )
 
 
+def held_until(entered: threading.Event, release: threading.Event) -> Behaviour:
+    """Answer once ``release`` is set, saying when the call arrived."""
+
+    def held(hit: Hit) -> Any:
+        entered.set()
+        release.wait(timeout=30)
+        return answer_ok(hit)
+
+    return held
+
+
 async def start_and_stop_mid_call(
     settings: CoordinatorSettings, registry: FlowRegistry, entered: threading.Event
 ) -> None:
@@ -49,11 +61,7 @@ async def test_a_restored_saga_keeps_the_flow_version_it_started_with(
     settings: CoordinatorSettings,
 ) -> None:
     entered, release = threading.Event(), threading.Event()
-
-    def held(hit: Hit) -> Any:
-        entered.set()
-        release.wait(timeout=30)
-        return answer_ok(hit)
+    held = held_until(entered, release)
 
     with RecordingServer({"get": held}) as server:
         await start_and_stop_mid_call(settings, flow_of(server, version=1), entered)
@@ -75,11 +83,7 @@ async def test_a_restored_saga_whose_flow_no_longer_loads_fails_with_flow_change
     settings: CoordinatorSettings,
 ) -> None:
     entered, release = threading.Event(), threading.Event()
-
-    def held(hit: Hit) -> Any:
-        entered.set()
-        release.wait(timeout=30)
-        return answer_ok(hit)
+    held = held_until(entered, release)
 
     with RecordingServer({"get": held}) as server:
         await start_and_stop_mid_call(settings, flow_of(server, version=1), entered)
