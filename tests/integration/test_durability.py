@@ -334,3 +334,46 @@ async def test_a_rejected_request_answered_during_a_stop_is_committed(
     assert sum(committed.values()) == 1
     assert len(dead) == 1, "the restart must not see the rejected record again"
     assert results == collections.Counter({"stopping-1": 1})
+
+
+# -- a changelog that cannot be written ------------------------------------------------
+
+
+async def test_a_changelog_write_refused_for_good_stops_the_coordinator_uncommitted(
+    settings: CoordinatorSettings,
+) -> None:
+    # The broker refuses every state record (a 100-byte limit on the changelog): the
+    # coordinator must stop rather than run sagas it could not restore, and the
+    # request's offset must stay uncommitted so the next instance runs it.
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from orchestrator.runtime.changelog import ChangelogError
+    from tests.integration.kafka_io import committed_offsets
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    settings.changelog_topic,
+                    settings.partitions,
+                    1,
+                    topic_configs={"cleanup.policy": "compact", "max.message.bytes": "100"},
+                )
+            ]
+        )
+    finally:
+        await admin.close()
+    with RecordingServer() as server:
+        registry = shop_registry(server, {"a": http_step("a")})
+        async with SagaCoordinator(registry=registry, settings=settings) as coordinator:
+            await started(coordinator)
+            await publish_requests(settings, [("refused-1", {"id": "1"})])
+            with pytest.raises(ChangelogError, match="writing the saga changelog failed"):
+                await asyncio.wait_for(coordinator.failed, WAIT_S)
+            await asyncio.sleep(0.5)  # commits would have run by now
+    committed = await committed_offsets(
+        settings.bootstrap_servers, settings.group_id, settings.request_topic
+    )
+    assert all(offset in (None, 0) for offset in committed.values())
