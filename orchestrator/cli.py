@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the saga coordinator over a flows folder")
     run.add_argument("flows", type=Path, help="folder with services.yaml and flow files")
+    run.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N coordinator processes in one consumer group (e.g. one per core)",
+    )
     run.set_defaults(command=_run)
 
     send = commands.add_parser("send", help="publish a request event")
@@ -105,6 +112,14 @@ def _run(arguments: argparse.Namespace) -> int:
 
     registry = load_flows(arguments.flows)
     settings = CoordinatorSettings.from_env()
+    if arguments.processes < 1:
+        raise SetupError(f"--processes must be at least 1, got {arguments.processes}.")
+    if arguments.processes > 1:
+        from orchestrator.processes import supervise
+
+        return asyncio.run(
+            supervise(arguments.flows, processes=arguments.processes, log_level=arguments.log_level)
+        )
 
     async def serve() -> int:
         stop = _stop_on_signals()

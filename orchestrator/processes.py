@@ -1,0 +1,70 @@
+"""``orchestrator run --processes N``: N coordinator processes in one consumer group.
+
+One Python process uses one core; scaling out on one machine is running more
+coordinators in the same group (the group spreads the partitions, the changelog
+moves their sagas). This starts N children, each a plain ``orchestrator run`` with
+its own static member id (``<ORCH_GROUP_INSTANCE_ID>-<n>`` when that is set), passes
+SIGINT/SIGTERM on to each by its pid, and waits for them. If a child ends by itself
+the others are stopped too and the exit status is 1, so the supervisor above (systemd,
+Kubernetes) restarts the whole set and the changelog resumes every saga.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+async def supervise(flows: Path, *, processes: int, log_level: str) -> int:
+    """Run ``processes`` coordinators on ``flows`` until a signal or a child's end."""
+    base_id = os.environ.get("ORCH_GROUP_INSTANCE_ID", "")
+    children = []
+    for number in range(1, processes + 1):
+        env = dict(os.environ)
+        if base_id:
+            env["ORCH_GROUP_INSTANCE_ID"] = f"{base_id}-{number}"
+        children.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "--log-level",
+                log_level,
+                "run",
+                str(flows),
+                env=env,
+            )
+        )
+    pids = ", ".join(str(child.pid) for child in children)
+    print(f"Started {processes} coordinator processes (pids {pids}).", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    stopping = asyncio.ensure_future(stop.wait())
+    ended = {asyncio.ensure_future(child.wait()) for child in children}
+    await asyncio.wait({stopping, *ended}, return_when=asyncio.FIRST_COMPLETED)
+    child_ended = not stopping.done()
+    stopping.cancel()
+    for child in children:
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
+    codes = await asyncio.gather(*(child.wait() for child in children))
+    if child_ended:
+        print(
+            "A coordinator process ended by itself (exit statuses: "
+            f"{', '.join(str(code) for code in codes)}); the others were stopped. "
+            "Restart the set: their sagas resume from the changelog.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_ERROR
+    return EXIT_OK if all(code == 0 for code in codes) else EXIT_ERROR
