@@ -175,7 +175,6 @@ class ChangelogWriter:
         self._idle.set()
         self._error: BaseException | None = None
         self._closed = False
-        self.records_written = 0
 
     def append(
         self, partition: int, records: list[Record], on_acked: Callable[[], None] | None = None
@@ -216,7 +215,6 @@ class ChangelogWriter:
                             f"writing the saga changelog failed: {error}"
                         ) from error
                     deliveries.append(delivery)
-                self.records_written += len(deliveries)
                 gathered = asyncio.gather(*deliveries)
                 gathered.add_done_callback(functools.partial(self._acked, batch=batch))
 

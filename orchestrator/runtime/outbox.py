@@ -21,7 +21,7 @@ from orchestrator.runtime.records import OutgoingRecord
 
 logger = logging.getLogger(__name__)
 
-Landed = Callable[[OutgoingRecord, int], Awaitable[bool]]
+ResultLanded = Callable[[OutgoingRecord, int], Awaitable[bool]]
 """Whether ``record`` is already in its topic (written at or after the given epoch ms)."""
 
 
@@ -46,7 +46,7 @@ class Outbox:
     def __init__(self, *, clock: Callable[[], int]) -> None:
         self.publisher: Publisher | None = None
         """Set once the producer runs."""
-        self.landed: Landed | None = None
+        self.landed: ResultLanded | None = None
         """Set once the coordinator can read topics back."""
         self._clock = clock
         self._answering: dict[str, asyncio.Task[None]] = {}

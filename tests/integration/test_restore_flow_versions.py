@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -16,7 +18,6 @@ from orchestrator.settings import CoordinatorSettings
 from tests.integration.saga_flows import (
     FLOW,
     RESULT_TIMEOUT_S,
-    Behaviour,
     Hit,
     RecordingServer,
     answer_ok,
@@ -37,42 +38,37 @@ def flow_of(server: RecordingServer, *, version: int, service: str = "shop") -> 
     )
 
 
-def held_until(entered: threading.Event, release: threading.Event) -> Behaviour:
-    """Answer once ``release`` is set, saying when the call arrived."""
+@asynccontextmanager
+async def saga_left_mid_call(settings: CoordinatorSettings) -> AsyncIterator[RecordingServer]:
+    """A coordinator on flow version 1 stopped while request ``deploy-1`` waits for its
+    call; the call answers once the block is entered (for the next coordinator)."""
+    entered, release = threading.Event(), threading.Event()
 
     def held(hit: Hit) -> Any:
         entered.set()
         release.wait(timeout=30)
         return answer_ok(hit)
 
-    return held
-
-
-async def start_and_stop_mid_call(
-    settings: CoordinatorSettings, registry: FlowRegistry, entered: threading.Event
-) -> None:
-    async with SagaCoordinator(registry=registry, settings=settings):
-        async with OrchestratorClient(settings) as client:
-            await client.send(FLOW, {"id": "a"}, request_id="deploy-1")
-        assert await asyncio.to_thread(entered.wait, 30)
+    with RecordingServer({"get": held}) as server:
+        async with SagaCoordinator(registry=flow_of(server, version=1), settings=settings):
+            async with OrchestratorClient(settings) as client:
+                await client.send(FLOW, {"id": "a"}, request_id="deploy-1")
+            assert await asyncio.to_thread(entered.wait, 30)
+        release.set()
+        yield server
 
 
 async def test_a_restored_saga_keeps_the_flow_version_it_started_with(
     settings: CoordinatorSettings,
 ) -> None:
-    entered, release = threading.Event(), threading.Event()
-    held = held_until(entered, release)
-
-    with RecordingServer({"get": held}) as server:
-        await start_and_stop_mid_call(settings, flow_of(server, version=1), entered)
-        release.set()
-        # The client first: it reads results from the moment it starts.
-        async with (
-            OrchestratorClient(settings) as client,
-            SagaCoordinator(registry=flow_of(server, version=2), settings=settings),
-        ):
-            resumed = await client.wait_for("deploy-1", timeout_s=RESULT_TIMEOUT_S)
-            fresh = await client.run(FLOW, {"id": "b"}, timeout_s=RESULT_TIMEOUT_S)
+    # The client before the coordinator: it reads results from the moment it starts.
+    async with (
+        saga_left_mid_call(settings) as server,
+        OrchestratorClient(settings) as client,
+        SagaCoordinator(registry=flow_of(server, version=2), settings=settings),
+    ):
+        resumed = await client.wait_for("deploy-1", timeout_s=RESULT_TIMEOUT_S)
+        fresh = await client.run(FLOW, {"id": "b"}, timeout_s=RESULT_TIMEOUT_S)
 
     assert (resumed["status"], resumed["flow_version"]) == ("completed", 1)
     assert resumed["data"] == {"made_by": 1, "id": "get-a"}
@@ -82,19 +78,13 @@ async def test_a_restored_saga_keeps_the_flow_version_it_started_with(
 async def test_a_restored_saga_whose_flow_no_longer_loads_fails_with_flow_changed(
     settings: CoordinatorSettings,
 ) -> None:
-    entered, release = threading.Event(), threading.Event()
-    held = held_until(entered, release)
-
-    with RecordingServer({"get": held}) as server:
-        await start_and_stop_mid_call(settings, flow_of(server, version=1), entered)
-        release.set()
-        # The deploy removed the service the old definition calls.
-        changed = flow_of(server, version=2, service="renamed")
-        async with (
-            OrchestratorClient(settings) as client,
-            SagaCoordinator(registry=changed, settings=settings),
-        ):
-            result = await client.wait_for("deploy-1", timeout_s=RESULT_TIMEOUT_S)
+    # The deploy removed (renamed) the service the old definition calls.
+    async with (
+        saga_left_mid_call(settings) as server,
+        OrchestratorClient(settings) as client,
+        SagaCoordinator(registry=flow_of(server, version=2, service="renamed"), settings=settings),
+    ):
+        result = await client.wait_for("deploy-1", timeout_s=RESULT_TIMEOUT_S)
 
     assert result["status"] == "failed"
     [error] = result["errors"]
