@@ -9,6 +9,12 @@ Three kinds of service:
 
 Strings in ``base_url`` and ``headers`` may use ``${VAR}`` or ``${VAR:-default}``
 to read the environment, so secrets stay out of the file.
+
+A GET operation may declare ``cache: {ttl_ms: ...}``: its ``ok`` answers are kept
+for that long, and identical calls in flight at once are made once (see
+:mod:`orchestrator.runtime.call_cache`). SDK operations declare the same with
+``@service.operation(cache_ttl_ms=...)``; Kafka services are never cached by the
+coordinator (a remote adapter owns its own caching).
 """
 
 from __future__ import annotations
@@ -18,6 +24,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from contracts.base import Contract
+
+
+class OperationCache(Contract):
+    """Keep a read's answers, and share identical reads in flight.
+
+    Only for a safe read (a GET): the catalog refuses it on any other method.
+    """
+
+    ttl_ms: int = Field(
+        gt=0, description="How long an ok answer is reused, from when it arrived (ms)."
+    )
 
 
 class HttpOperation(Contract):
@@ -35,6 +52,12 @@ class HttpOperation(Contract):
     query: dict[str, str] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = Field(default=None, description="JSON body template; None sends no body.")
+    cache: OperationCache | None = Field(
+        default=None,
+        description=(
+            "GET only: reuse ok answers for ttl_ms, and make identical calls in flight once."
+        ),
+    )
 
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024

@@ -21,6 +21,12 @@
     async def reserve(order: Reservation, ctx: CallContext) -> Reserved:
         ...  # pass ctx.idempotency_key to the downstream API
 
+A read that is safe to reuse can declare a cache for in-process use,
+``@inventory.operation("stock_levels", cache_ttl_ms=5_000)``: the coordinator
+keeps its ``ok`` answers that long and makes identical calls in flight once. Its
+answer must then depend on its input only (not on the context). A remote worker
+ignores it: over Kafka an adapter caches as it sees fit.
+
 An operation takes the call input, and optionally a second parameter annotated
 :class:`~handlers.context.CallContext` (request id, call, attempt, idempotency
 key, deadline). The same ``inventory`` object runs as a remote worker over Kafka
@@ -68,6 +74,8 @@ class Operation:
     output_adapter: TypeAdapter[Any]
     takes_context: bool = False
     """Whether the function declares a second parameter, the :class:`CallContext`."""
+    cache_ttl_ms: int | None = None
+    """In-process only: how long the coordinator reuses an ok answer (None: never)."""
 
     async def invoke(self, payload: Any, context: CallContext) -> CallOutcome:
         """Validate ``payload``, call the function, and report the outcome.
@@ -140,9 +148,13 @@ class Service:
     def operation(self, name: F) -> F: ...
 
     @overload
-    def operation(self, name: str | None = None) -> Callable[[F], F]: ...
+    def operation(
+        self, name: str | None = None, *, cache_ttl_ms: int | None = None
+    ) -> Callable[[F], F]: ...
 
-    def operation(self, name: str | F | None = None) -> F | Callable[[F], F]:
+    def operation(
+        self, name: str | F | None = None, *, cache_ttl_ms: int | None = None
+    ) -> F | Callable[[F], F]:
         """Register an async function as an operation.
 
         Use it bare (``@service.operation``, registered under the function's
@@ -153,17 +165,29 @@ class Service:
         parameter's annotation validates the call input, the return annotation
         serialises the output (pydantic models or any pydantic type), and a
         second parameter annotated :class:`CallContext` receives the call's context.
+
+        ``cache_ttl_ms`` (a whole number of ms above 0) marks a safe read whose
+        answers the coordinator may reuse when it runs the service in-process:
+        ``@service.operation("quote", cache_ttl_ms=5_000)``.
         """
+        if cache_ttl_ms is not None and (
+            isinstance(cache_ttl_ms, bool) or not isinstance(cache_ttl_ms, int) or cache_ttl_ms < 1
+        ):
+            raise AdapterSetupError(
+                f"Service {self.name!r}: cache_ttl_ms must be a whole number of milliseconds "
+                f"above 0, not {cache_ttl_ms!r}; write e.g. `cache_ttl_ms=5_000`, or leave it "
+                "out to never cache the operation."
+            )
         if name is None or isinstance(name, str):
             chosen = name
 
             def register(function: F) -> F:
-                self._register(chosen, function)
+                self._register(chosen, function, cache_ttl_ms=cache_ttl_ms)
                 return function
 
             return register
         if callable(name):
-            self._register(None, name)
+            self._register(None, name, cache_ttl_ms=cache_ttl_ms)
             return name
         raise AdapterSetupError(
             f"Service {self.name!r}: @operation takes an operation name (a str) or nothing, "
@@ -171,7 +195,7 @@ class Service:
             '`@service.operation()` or `@service.operation("name")`.'
         )
 
-    def _register(self, name: str | None, function: Any) -> None:
+    def _register(self, name: str | None, function: Any, *, cache_ttl_ms: int | None) -> None:
         if not callable(function):
             raise AdapterSetupError(
                 f"Service {self.name!r}: @operation decorates an async function, "
@@ -188,7 +212,9 @@ class Service:
                 f"Service {self.name!r} already has an operation {operation_name!r}; "
                 "give the new one another name."
             )
-        self._operations[operation_name] = _build_operation(operation_name, function)
+        self._operations[operation_name] = _build_operation(
+            operation_name, function, cache_ttl_ms=cache_ttl_ms
+        )
 
     async def invoke(
         self, operation: str, payload: Any, context: CallContext | None = None
@@ -212,7 +238,9 @@ class Service:
         return await registered.invoke(payload, context)
 
 
-def _build_operation(name: str, function: AdapterFunction) -> Operation:
+def _build_operation(
+    name: str, function: AdapterFunction, *, cache_ttl_ms: int | None = None
+) -> Operation:
     where = f"Adapter operation {name!r} ({getattr(function, '__qualname__', repr(function))})"
     try:
         parameters = list(inspect.signature(function).parameters.values())
@@ -251,4 +279,5 @@ def _build_operation(name: str, function: AdapterFunction) -> Operation:
         input_adapter=TypeAdapter(hints[parameters[0].name]),
         output_adapter=TypeAdapter(hints["return"]),
         takes_context=len(parameters) == 2,
+        cache_ttl_ms=cache_ttl_ms,
     )

@@ -3,6 +3,9 @@
 Environment references (``${VAR}``, ``${VAR:-default}``) in a service's
 ``base_url``, ``headers`` and ``command_topic`` are expanded at load time, so a missing secret is a
 load error that names the variable instead of a 401 at run time.
+
+A ``cache`` on an operation that is not a GET is a load error too: a cached write
+would be skipped for every saga but the first.
 """
 
 from __future__ import annotations
@@ -64,6 +67,22 @@ class LoadedCatalog:
             return frozenset(definition.operations) or None
         return frozenset(self.python_adapters[service].operations)
 
+    def cached_operations(self) -> dict[tuple[str, str], int]:
+        """The TTL (ms) of every in-process operation that declares a cache, by
+        ``(service, operation)``: HTTP operations with ``cache``, SDK operations
+        declared with ``cache_ttl_ms``. Kafka services are never cached here."""
+        cached: dict[tuple[str, str], int] = {}
+        for name, definition in self.catalog.services.items():
+            if isinstance(definition, HttpService):
+                for operation, http in definition.operations.items():
+                    if http.cache is not None:
+                        cached[name, operation] = http.cache.ttl_ms
+            elif isinstance(definition, PythonService):
+                for operation, sdk in self.python_adapters[name].operations.items():
+                    if sdk.cache_ttl_ms is not None:
+                        cached[name, operation] = sdk.cache_ttl_ms
+        return cached
+
 
 def load_catalog(path: Path, *, environ: Mapping[str, str] | None = None) -> LoadedCatalog:
     """Read and check a service catalog file (YAML or JSON).
@@ -92,12 +111,28 @@ def catalog_from_data(
     except ValidationError as error:
         details = "\n  ".join(describe_validation_error(error))
         raise CatalogLoadError(f"{source} is not a valid service catalog:\n  {details}") from None
+    _check_caches(catalog, source)
     adapters = {
         name: import_service(definition.adapter, where=f"{source}, service '{name}'")
         for name, definition in catalog.services.items()
         if isinstance(definition, PythonService)
     }
     return LoadedCatalog(catalog=catalog, python_adapters=adapters, source=source)
+
+
+def _check_caches(catalog: ServiceCatalog, source: str) -> None:
+    """Refuse a cache on an operation that is not a safe read."""
+    for name, definition in catalog.services.items():
+        if not isinstance(definition, HttpService):
+            continue
+        for operation, http in definition.operations.items():
+            if http.cache is not None and http.method != "GET":
+                raise CatalogLoadError(
+                    f"{source}, service '{name}', operation '{operation}': cache is set on a "
+                    f"{http.method}, but only a GET can be cached (a cached write would be "
+                    "performed for the first saga only); remove its cache, or make it a GET "
+                    "if it only reads."
+                )
 
 
 _EXPANDED_KEYS = ("base_url", "command_topic")

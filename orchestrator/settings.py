@@ -15,6 +15,8 @@ environment variable               setting                         default
 ``ORCH_CREATE_TOPICS``             ``create_topics``               ``true``
 ``ORCH_REPLICATION_FACTOR``        ``replication_factor``          ``0`` (min(3, brokers))
 ``ORCH_HTTP_MAX_CONNECTIONS``      ``http_max_connections``        ``100``
+``ORCH_CHANGELOG_DELAY_MS``        ``changelog_delay_ms``          ``50``
+``ORCH_CACHE_MAX_ENTRIES``         ``cache_max_entries``           ``10000``
 =================================  ==============================  =====================
 """
 
@@ -61,12 +63,21 @@ class CoordinatorSettings:
     ``http_max_connections``, so a backlog never queues calls for a pooled connection
     (a wait that would count against their timeouts)."""
     commit_interval_ms: int = 200
+    changelog_delay_ms: int = 50
+    """Write-behind of the saga changelog: a saga's start and events are written
+    together this long after they are decided, and not at all if the saga ends first
+    (its finished marker is). 0 writes each at once. Offsets wait for either, so it
+    only moves the point from which a crashed saga re-runs (same idempotency keys)."""
     fetch_max_wait_ms: int = 20
     """How long the broker may hold a fetch with no data; low keeps reply latency low."""
     http_max_connections: int = 100
     http_max_keepalive: int = 20
     """Idle connections kept by httpx's own pool (a custom client); the default client
     runs on aiohttp's pool, which keeps every connection it opened."""
+    cache_max_entries: int = 10_000
+    """Answers of cached operations (``cache: {ttl_ms: ...}``) one instance keeps, the
+    least recently used dropped first; 0 keeps none (identical calls in flight are
+    still made once)."""
     dedupe_window_ms: int = 3_600_000
     """How long a finished request id is remembered (in the changelog) so that a
     duplicate request gets no second result."""
@@ -87,6 +98,11 @@ class CoordinatorSettings:
             raise SetupError(f"max_in_flight must be at least 1, got {self.max_in_flight}.")
         if self.max_batch < 1:
             raise SetupError(f"max_batch must be at least 1, got {self.max_batch}.")
+        if self.cache_max_entries < 0:
+            raise SetupError(
+                f"cache_max_entries must be 0 (keep no answers) or more, "
+                f"got {self.cache_max_entries}."
+            )
         from orchestrator.runtime.crash import CRASH_POINTS
 
         if self.crash_at and self.crash_at not in CRASH_POINTS:

@@ -18,6 +18,7 @@ PUBLIC = {
         "HttpService",
         "KafkaService",
         "Mapping",
+        "OperationCache",
         "PythonService",
         "ReplyError",
         "RequestEvent",

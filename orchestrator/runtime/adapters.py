@@ -1,12 +1,16 @@
 """Route each service of the catalog to how it is called.
 
 In-process adapters (HTTP, SDK services loaded in-process) answer without a
-Kafka hop; Kafka services get a step command on their command topic.
+Kafka hop; Kafka services get a step command on their command topic. The routes
+also say which in-process operations are cached (:attr:`Routes.cached`), so the
+dispatcher knows which calls go through its
+:class:`~orchestrator.runtime.call_cache.CallCache`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,11 +62,29 @@ class KafkaRoute:
     command_topic: str
 
 
-def build_routes(
-    catalog: LoadedCatalog, *, http_client: httpx.AsyncClient
-) -> dict[str, InProcessAdapter | KafkaRoute]:
-    """One route per service of the catalog."""
-    routes: dict[str, InProcessAdapter | KafkaRoute] = {}
+class Routes(dict[str, InProcessAdapter | KafkaRoute]):
+    """The route of each service by name, and which in-process operations are cached.
+
+    A dict of routes, so callers look a service up as before; ``cached`` holds the
+    TTL (ms) of each cached operation by ``(service, operation)``, and is empty
+    when no operation declares a cache.
+    """
+
+    __slots__ = ("cached",)
+
+    def __init__(
+        self,
+        routes: Mapping[str, InProcessAdapter | KafkaRoute] | None = None,
+        *,
+        cached: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        super().__init__(routes or {})
+        self.cached: dict[tuple[str, str], int] = dict(cached or {})
+
+
+def build_routes(catalog: LoadedCatalog, *, http_client: httpx.AsyncClient) -> Routes:
+    """One route per service of the catalog, with the catalog's cached operations."""
+    routes = Routes(cached=catalog.cached_operations())
     for name, definition in catalog.catalog.services.items():
         if isinstance(definition, HttpService):
             routes[name] = HttpAdapter(name, definition, client=http_client)
@@ -73,7 +95,7 @@ def build_routes(
     return routes
 
 
-async def close_routes(routes: dict[str, InProcessAdapter | KafkaRoute]) -> None:
+async def close_routes(routes: Mapping[str, InProcessAdapter | KafkaRoute]) -> None:
     """Close the connection pools that services with their own limits opened."""
     for route in routes.values():
         if isinstance(route, HttpAdapter):

@@ -5,6 +5,11 @@ retry backoffs and flow deadlines (:class:`~orchestrator.saga.ArmTimer`); the
 answer, the timeout or the timer goes back to the coordinator as a saga event,
 tagged with the run that made the call so that a re-run of the request is not
 answered by an old one.
+
+An in-process call of an operation that declares a cache goes through the
+:class:`~orchestrator.runtime.call_cache.CallCache` (kept answers, identical calls
+in flight made once); the saga still gets its own reply. Other calls pay one dict
+lookup for it, none when no operation is cached.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Any, Protocol
 
 from handlers.context import CallContext
 from handlers.outcome import CallOutcome
-from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute
+from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute, Routes
+from orchestrator.runtime.call_cache import CallCache
 from orchestrator.runtime.publisher import Publisher
 from orchestrator.runtime.records import command_record
 from orchestrator.runtime.timers import DeadlineHeap
@@ -51,10 +57,11 @@ class CallDispatcher:
     def __init__(
         self,
         *,
-        routes: dict[str, InProcessAdapter | KafkaRoute],
+        routes: Routes,
         settings: CoordinatorSettings,
         clock: Callable[[], int],
         deliver: Deliver,
+        call_cache: CallCache | None = None,
     ) -> None:
         self.publisher: Publisher | None = None
         """Set once the producer runs."""
@@ -62,6 +69,12 @@ class CallDispatcher:
         self.closing = False
         """Set by a stop: the deadline loop ends even if a cancellation is lost."""
         self._routes = routes
+        self._cached = routes.cached
+        """TTL (ms) of each cached operation by (service, operation)."""
+        self.call_cache = (
+            CallCache(max_entries=settings.cache_max_entries) if call_cache is None else call_cache
+        )
+        """Answers of cached operations and the calls they share; its counters are metrics."""
         self._settings = settings
         self._clock = clock
         self._deliver = deliver
@@ -72,8 +85,9 @@ class CallDispatcher:
 
     @property
     def calls_in_flight(self) -> int:
-        """In-process calls running now."""
-        return len(self._tasks)
+        """In-process calls running now; a call waiting for an identical one in flight
+        (:class:`CallCache`) holds no connection and is not counted."""
+        return len(self._tasks) - self.call_cache.joined_waiters
 
     def dispatch(self, action: DispatchCall, *, reply_partition: int, run: int) -> None:
         """Start one call and arm its deadline."""
@@ -81,7 +95,12 @@ class CallDispatcher:
         if isinstance(route, KafkaRoute):
             self._spawn(self._send_command(action, route, reply_partition=reply_partition))
         else:
-            task = self._spawn(self._call_in_process(route, action, run=run))
+            cache_ttl_ms = (
+                self._cached.get((action.service, action.operation)) if self._cached else None
+            )
+            task = self._spawn(
+                self._call_in_process(route, action, run=run, cache_ttl_ms=cache_ttl_ms)
+            )
             calls = self._calls.get(action.request_id)
             if calls is None:
                 calls = self._calls[action.request_id] = set()
@@ -154,6 +173,7 @@ class CallDispatcher:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.call_cache.aclose()
 
     async def _send_command(
         self, action: DispatchCall, route: KafkaRoute, *, reply_partition: int
@@ -174,11 +194,33 @@ class CallDispatcher:
             logger.exception("could not send the command %s", action.correlation_id)
 
     async def _call_in_process(
-        self, adapter: InProcessAdapter, action: DispatchCall, *, run: int
+        self, adapter: InProcessAdapter, action: DispatchCall, *, run: int, cache_ttl_ms: int | None
     ) -> None:
+        if cache_ttl_ms is None:
+            outcome = await self._perform(adapter, action)
+        else:
+            # A shared call runs with the context and timeout of the caller that made it.
+            outcome = await self.call_cache.call(
+                action.service,
+                action.operation,
+                action.input,
+                ttl_ms=cache_ttl_ms,
+                time_left_s=max(action.deadline_ms - self._clock(), 0) / 1000,
+                perform=lambda: self._perform(adapter, action),
+            )
+        self._deliver(
+            action.request_id,
+            CallReplied.from_outcome(
+                outcome, call=action.call, attempt=action.attempt, at_ms=self._clock()
+            ),
+            run=run,
+        )
+
+    async def _perform(self, adapter: InProcessAdapter, action: DispatchCall) -> CallOutcome:
+        """One call of the adapter, bounded by the call's deadline; never raises."""
         timeout_s = (max(action.deadline_ms - self._clock(), 1) + ADAPTER_GRACE_MS) / 1000
         try:
-            outcome = await adapter.call(
+            return await adapter.call(
                 action.operation,
                 action.input,
                 context=CallContext(
@@ -194,16 +236,9 @@ class CallDispatcher:
             )
         except Exception as error:
             logger.exception("adapter %s raised", action.service)
-            outcome = CallOutcome.technical_error(
+            return CallOutcome.technical_error(
                 "adapter.exception", f"{type(error).__name__}: {error}"
             )
-        self._deliver(
-            action.request_id,
-            CallReplied.from_outcome(
-                outcome, call=action.call, attempt=action.attempt, at_ms=self._clock()
-            ),
-            run=run,
-        )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)

@@ -355,3 +355,41 @@ async def test_with_command_topic_keeps_operations() -> None:
 def test_service_name_with_trailing_newline_is_rejected() -> None:
     with pytest.raises(AdapterSetupError, match="is invalid"):
         Service("shop\n")
+
+
+def test_an_operation_declares_a_cache_for_in_process_use() -> None:
+    shop = Service("shop")
+
+    @shop.operation("price", cache_ttl_ms=5_000)
+    async def price(query: Query) -> Answer:
+        return Answer(sku=query.sku, total=1.0)
+
+    @shop.operation(cache_ttl_ms=250)
+    async def stock(query: Query) -> int:
+        return 3
+
+    @shop.operation
+    async def order(query: Query) -> str:
+        return query.sku
+
+    assert {name: op.cache_ttl_ms for name, op in shop.operations.items()} == {
+        "price": 5_000,
+        "stock": 250,
+        "order": None,
+    }
+    copy = Service.with_command_topic(shop, "eu.shop.commands")
+    assert copy.operations["price"].cache_ttl_ms == 5_000
+
+
+@pytest.mark.parametrize("ttl", [0, -1, 1.5, True, "5000"])
+def test_a_bad_cache_ttl_is_a_setup_error_naming_the_fix(ttl: Any) -> None:
+    shop = Service("shop")
+
+    with pytest.raises(AdapterSetupError) as caught:
+        shop.operation("price", cache_ttl_ms=ttl)
+
+    assert str(caught.value) == (
+        f"Service 'shop': cache_ttl_ms must be a whole number of milliseconds above 0, "
+        f"not {ttl!r}; write e.g. `cache_ttl_ms=5_000`, or leave it out to never cache "
+        "the operation."
+    )

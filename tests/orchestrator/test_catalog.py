@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from contracts.catalog import HttpService, KafkaService
-from orchestrator.catalog import catalog_from_data, expand_environment, load_catalog
+from contracts.catalog import HttpService, KafkaService, ServiceCatalog
+from orchestrator.catalog import LoadedCatalog, catalog_from_data, expand_environment, load_catalog
 from orchestrator.errors import CatalogLoadError
 
 
@@ -172,3 +172,66 @@ def test_load_catalog_errors(tmp_path: Path, content: str | None, message: str) 
 
     with pytest.raises(CatalogLoadError, match=message):
         load_catalog(path)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_cache_on_a_write_is_refused_naming_service_operation_and_fix(method: str) -> None:
+    operation = {"method": method, "path": "/users", "cache": {"ttl_ms": 1000}}
+    service = {"kind": "http", "base_url": "http://x", "operations": {"create_user": operation}}
+
+    with pytest.raises(CatalogLoadError) as caught:
+        catalog_from_data({"services": {"users": service}}, source="cat.yaml", environ={})
+
+    assert str(caught.value) == (
+        f"cat.yaml, service 'users', operation 'create_user': cache is set on a {method}, "
+        "but only a GET can be cached (a cached write would be performed for the first saga "
+        "only); remove its cache, or make it a GET if it only reads."
+    )
+
+
+@pytest.mark.parametrize("cache", [{"ttl_ms": 0}, {"ttl_ms": -5}, {"ttl_ms": 10, "size": 3}, {}])
+def test_a_bad_cache_lists_its_location(cache: dict[str, Any]) -> None:
+    operation = {"path": "/users/{id}", "cache": cache}
+    service = {"kind": "http", "base_url": "http://x", "operations": {"get_user": operation}}
+
+    with pytest.raises(CatalogLoadError) as caught:
+        catalog_from_data({"services": {"users": service}}, source="cat.yaml", environ={})
+
+    assert "\n  services.users.http.operations.get_user.cache." in str(caught.value)
+
+
+def test_cached_operations_of_http_and_sdk_services() -> None:
+    from handlers.sdk import Service
+
+    pricing = Service("pricing")
+
+    @pricing.operation(cache_ttl_ms=5_000)
+    async def quote(sku: str) -> float:
+        return 1.0
+
+    @pricing.operation
+    async def order(sku: str) -> str:
+        return sku
+
+    raw = {
+        "services": {
+            "users": {
+                "kind": "http",
+                "base_url": "http://x",
+                "operations": {
+                    "get_user": {"path": "/users/{id}", "cache": {"ttl_ms": 30_000}},
+                    "list_users": {"path": "/users"},
+                    "create_user": {"method": "POST", "path": "/users"},
+                },
+            },
+            "stock": {"kind": "kafka", "operations": ["levels"]},
+            "pricing": {"kind": "python", "adapter": "somewhere:pricing"},
+        }
+    }
+    catalog = ServiceCatalog.model_validate(raw)
+    loaded = LoadedCatalog(catalog=catalog, python_adapters={"pricing": pricing}, source="s")
+
+    assert loaded.cached_operations() == {
+        ("users", "get_user"): 30_000,
+        ("pricing", "quote"): 5_000,
+    }

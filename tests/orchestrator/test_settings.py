@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,3 +118,30 @@ def test_settings_are_frozen() -> None:
 
     with pytest.raises(AttributeError):
         settings.partitions = 2  # type: ignore[misc]
+
+
+def test_cache_max_entries_from_the_environment() -> None:
+    assert CoordinatorSettings().cache_max_entries == 10_000
+    assert CoordinatorSettings.from_env({"ORCH_CACHE_MAX_ENTRIES": "500"}).cache_max_entries == 500
+    assert CoordinatorSettings.from_env({"ORCH_CACHE_MAX_ENTRIES": "0"}).cache_max_entries == 0
+    with pytest.raises(
+        SetupError, match=r"cache_max_entries must be 0 \(keep no answers\) or more, got -1"
+    ):
+        CoordinatorSettings.from_env({"ORCH_CACHE_MAX_ENTRIES": "-1"})
+
+
+def test_the_readme_shows_each_documented_settings_default() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `ORCH_([A-Z_]+)` \| ([^|]+) \|", readme, flags=re.MULTILINE))
+    defaults = CoordinatorSettings()
+    documented = {
+        field.name: rows[field.name.upper()].strip()
+        for field in fields(CoordinatorSettings)
+        if field.name.upper() in rows
+    }
+
+    assert "cache_max_entries" in documented
+    for name, shown in documented.items():
+        value = getattr(defaults, name)
+        expected = "(none)" if value == "" else f"`{str(value).lower()}`"
+        assert shown == expected, f"README shows ORCH_{name.upper()} defaulting to {shown}"
