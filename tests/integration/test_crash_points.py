@@ -99,7 +99,9 @@ def write_flows(folder: Path, base_url: str) -> Path:
     return folder
 
 
-def coordinator_env(settings: CoordinatorSettings, crash_at: str) -> dict[str, str]:
+def coordinator_env(
+    settings: CoordinatorSettings, crash_at: str, *, changelog_delay_ms: int = 50
+) -> dict[str, str]:
     return {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
@@ -114,6 +116,7 @@ def coordinator_env(settings: CoordinatorSettings, crash_at: str) -> dict[str, s
         "ORCH_PARTITIONS": str(settings.partitions),
         "ORCH_COMMIT_INTERVAL_MS": "50",
         "ORCH_CRASH_AT": crash_at,
+        "ORCH_CHANGELOG_DELAY_MS": str(changelog_delay_ms),
     }
 
 
@@ -131,7 +134,12 @@ def server() -> Iterator[RecordingServer]:
 
 
 async def run_until_crash(
-    folder: Path, settings: CoordinatorSettings, crash_at: str, request_ids: list[str]
+    folder: Path,
+    settings: CoordinatorSettings,
+    crash_at: str,
+    request_ids: list[str],
+    *,
+    changelog_delay_ms: int = 50,
 ) -> int:
     """Start a coordinator process armed to crash, send requests, return its exit code."""
     process = await asyncio.create_subprocess_exec(
@@ -140,7 +148,7 @@ async def run_until_crash(
         "from orchestrator.cli import main; main()",
         "run",
         str(folder),
-        env=coordinator_env(settings, crash_at),
+        env=coordinator_env(settings, crash_at, changelog_delay_ms=changelog_delay_ms),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -185,16 +193,28 @@ def calls_per_key(server: RecordingServer) -> collections.Counter[str | None]:
 @pytest.mark.parametrize(
     "crash_at", ["after-log-before-commit", "after-reply-before-log", "after-result-before-log"]
 )
+@pytest.mark.parametrize(
+    "changelog_delay_ms",
+    [
+        pytest.param(50, id="write-behind"),
+        # Longer than a saga: nothing but finished markers is ever written, so every
+        # crash falls while the sagas' starts and events exist only in memory.
+        pytest.param(10_000, id="nothing-written-yet"),
+    ],
+)
 async def test_a_crash_in_a_window_loses_nothing_and_duplicates_no_result(
     crash_at: str,
+    changelog_delay_ms: int,
     static_settings: CoordinatorSettings,
     server: RecordingServer,
     tmp_path: Path,
 ) -> None:
     folder = write_flows(tmp_path / "flows", server.url)
-    request_ids = [f"{crash_at}-{n}" for n in range(REQUESTS)]
+    request_ids = [f"{crash_at}-{changelog_delay_ms}-{n}" for n in range(REQUESTS)]
 
-    code = await run_until_crash(folder, static_settings, crash_at, request_ids)
+    code = await run_until_crash(
+        folder, static_settings, crash_at, request_ids, changelog_delay_ms=changelog_delay_ms
+    )
     assert code == -signal.SIGKILL, "the process must have died at its crash point"
     results, assigned_after = await restart_and_collect(folder, static_settings, request_ids)
 
