@@ -27,12 +27,15 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import httpx
 import orjson
+from yarl import URL
 
 from contracts.catalog import HttpOperation, HttpService
 from handlers.context import CallContext
@@ -125,6 +128,12 @@ class HttpAdapter:
             else client
         )
         self._operations = {key: _compile_operation(op) for key, op in service.operations.items()}
+        # The default client runs on aiohttp's pool (EncodedUrlTransport): calls go
+        # to that pool directly. httpx's client layer (request building, auth,
+        # redirects, cookies) cost as much CPU as aiohttp's own work per call, and
+        # the adapter uses none of it. A custom httpx client keeps the httpx path.
+        transport = getattr(self._client, "_transport", None)
+        self._direct = transport if isinstance(transport, EncodedUrlTransport) else None
 
     async def aclose(self) -> None:
         """Close the service's own pool, if it has one (the shared client is not ours)."""
@@ -152,6 +161,16 @@ class HttpAdapter:
         except MissingFieldError as error:
             return CallOutcome.business_error(
                 "input.invalid", f"{self.name}.{operation} needs input field {error.args[0]!r}"
+            )
+        if self._direct is not None:
+            return await self._call_aiohttp(
+                self._direct.session(),
+                compiled.method,
+                url,
+                params=params,
+                headers=headers,
+                body=body,
+                timeout_s=timeout_s,
             )
         request = self._client.build_request(
             compiled.method,
@@ -183,7 +202,77 @@ class HttpAdapter:
                 "http.unreachable",
                 f"{compiled.method} {url} failed: {type(error).__name__} {error}",
             )
-        return _outcome(response, content, method=compiled.method, url=url)
+        return _outcome(
+            response.status_code,
+            response.headers,
+            response.reason_phrase,
+            content,
+            method=compiled.method,
+            url=url,
+        )
+
+    async def _call_aiohttp(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str],
+        headers: dict[str, str],
+        body: Any,
+        timeout_s: float,
+    ) -> CallOutcome:
+        if params:
+            # Encoded here, as httpx would: every reserved character of a value
+            # (& = # ? / %) is percent-encoded, so a value stays one value.
+            url += "?" + "&".join(
+                f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in params.items()
+            )
+        try:
+            async with asyncio.timeout(timeout_s):
+                # encoded=True: aiohttp would otherwise re-quote and normalise the
+                # path, turning an encoded dot segment back into a real one.
+                async with session.request(
+                    method,
+                    URL(url, encoded=True),
+                    headers=headers,
+                    data=None if body is None else orjson.dumps(body),
+                    allow_redirects=False,
+                    compress=False,
+                ) as response:
+                    declared = response.content_length
+                    if declared is not None and declared > self._max_bytes:
+                        raise _TooLarge(f"Content-Length {declared}")
+                    chunks: list[bytes] = []
+                    size = 0
+                    while chunk := await response.content.readany():
+                        size += len(chunk)
+                        if size > self._max_bytes:
+                            raise _TooLarge("cut off while reading")
+                        chunks.append(chunk)
+                    content = b"".join(chunks)
+        except TimeoutError:
+            return CallOutcome.technical_error(
+                "http.timeout", f"{method} {url} took longer than {timeout_s:g} s"
+            )
+        except _TooLarge as error:
+            return CallOutcome.business_error(
+                "http.response_too_large",
+                f"{method} {url} answered more than {self._max_bytes} bytes "
+                f"({error}); raise the service's max_response_bytes if that is expected",
+            )
+        except (aiohttp.ClientError, OSError) as error:
+            return CallOutcome.technical_error(
+                "http.unreachable", f"{method} {url} failed: {type(error).__name__} {error}"
+            )
+        return _outcome(
+            response.status,
+            response.headers,
+            response.reason or "",
+            content,
+            method=method,
+            url=url,
+        )
 
     async def _read_body(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("content-length", "")
@@ -203,8 +292,16 @@ class _TooLarge(Exception):
     """The response body is over the service's limit."""
 
 
-def _outcome(response: httpx.Response, content: bytes, *, method: str, url: str) -> CallOutcome:
-    status = response.status_code
+def _outcome(
+    status: int,
+    headers: Mapping[str, str],
+    reason: str,
+    content: bytes,
+    *,
+    method: str,
+    url: str,
+) -> CallOutcome:
+    """The outcome of a response; ``headers`` must look names up case-insensitively."""
     if 200 <= status < 300:
         if not content:
             return CallOutcome.ok(None)
@@ -216,18 +313,16 @@ def _outcome(response: httpx.Response, content: bytes, *, method: str, url: str)
                 f"{method} {url} answered {status} with a body that is not JSON",
             )
     if 300 <= status < 400:
-        location = response.headers.get("location", "no Location header")
+        location = headers.get("location", "no Location header")
         return CallOutcome.business_error(
             f"http.{status}",
             f"{method} {url} answered {status} (redirect to {location}); redirects are not "
             "followed: point the service's base_url or path at the final address",
         )
-    message = f"{method} {url} answered {status}: {_reason(response, content)}"
+    message = f"{method} {url} answered {status}: {_reason(reason, content)}"
     if status >= 500 or status in _RETRIABLE_STATUS:
         retry_after = (
-            retry_after_ms(response.headers.get("retry-after"))
-            if status in _RETRY_AFTER_STATUS
-            else None
+            retry_after_ms(headers.get("retry-after")) if status in _RETRY_AFTER_STATUS else None
         )
         return CallOutcome.technical_error(f"http.{status}", message, retry_after_ms=retry_after)
     return CallOutcome.business_error(f"http.{status}", message)
@@ -256,13 +351,13 @@ def retry_after_ms(value: str | None, *, now_s: float | None = None) -> int | No
     return min(wait_ms, MAX_RETRY_AFTER_MS)
 
 
-def _reason(response: httpx.Response, content: bytes) -> str:
+def _reason(reason: str, content: bytes) -> str:
     try:
         body = orjson.loads(content)
     except orjson.JSONDecodeError:
-        return response.reason_phrase or "no reason given"
+        return reason or "no reason given"
     if isinstance(body, dict):
         for key in ("error", "message", "detail"):
             if isinstance(body.get(key), str):
                 return str(body[key])
-    return response.reason_phrase or "no reason given"
+    return reason or "no reason given"

@@ -35,7 +35,19 @@ class EncodedUrlTransport(AiohttpTransport):
             keepalive_timeout=self.limits.keepalive_expiry,
             ssl=self.ssl_context,
         )
-        return aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        # Bodies are read raw (auto_decompress=False, so a size limit counts the
+        # bytes on the wire): ask for them uncompressed.
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding",),
+        )
+
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session under this transport (the HTTP adapter calls it directly)."""
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        return self.client
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not isinstance(self.client, aiohttp.ClientSession):

@@ -72,9 +72,16 @@ def server() -> Iterator[JsonHttpServer]:
             RELEASE_SLOW.set()  # let a still-sleeping slow route finish
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client() as shared:
+@pytest.fixture(params=["aiohttp-pool", "httpx-client"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """Every test runs on both paths: the default client (calls go to aiohttp's pool
+    directly) and a custom httpx client (calls go through httpx)."""
+    shared = (
+        build_http_client()
+        if request.param == "aiohttp-pool"
+        else httpx.AsyncClient(timeout=None, follow_redirects=False)
+    )
+    async with shared:
         yield shared
 
 
