@@ -150,7 +150,9 @@ def _run(arguments: argparse.Namespace) -> int:
         print("Coordinator stopped.")
         return EXIT_OK
 
-    return asyncio.run(serve())
+    from orchestrator import eventloop
+
+    return eventloop.run(serve())
 
 
 def _send(arguments: argparse.Namespace) -> int:
@@ -251,7 +253,9 @@ def _adapter(arguments: argparse.Namespace) -> int:
         finally:
             await broker.stop()
 
-    asyncio.run(serve())
+    from orchestrator import eventloop
+
+    eventloop.run(serve())
     return EXIT_OK
 
 

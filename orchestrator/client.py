@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import OrderedDict
@@ -37,6 +38,9 @@ class OrchestratorClient:
 
     Results are read from every partition of the result topic, from its end at
     :meth:`start` on, so results of requests sent after start are never missed.
+    One reader task per client reads them and hands each to whoever waits for it
+    (a future per waiter), so any number of concurrent :meth:`run` calls share one
+    consumer and no waiter polls.
     """
 
     def __init__(
@@ -58,6 +62,9 @@ class OrchestratorClient:
         """Result events seen more than once for the same request id."""
         self.received_at: dict[str, float] = {}
         """``time.monotonic()`` at which each result was read (for latency figures)."""
+        self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._reader_error: BaseException | None = None
 
     async def __aenter__(self) -> OrchestratorClient:
         await self.start()
@@ -88,11 +95,49 @@ class OrchestratorClient:
         await self._consumer.seek_to_end(*assigned)
         for partition in assigned:
             await self._consumer.position(partition)
+        self._reader = asyncio.create_task(self._read_results(), name="result-reader")
 
     async def stop(self) -> None:
         """Close connections."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
         await self._consumer.stop()
         await self._producer.stop()
+
+    async def _read_results(self) -> None:
+        try:
+            while True:
+                batch = await self._consumer.getmany(timeout_ms=500)
+                now = time.monotonic()
+                for records in batch.values():
+                    for record in records:
+                        self._on_result(record.value, now)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            # Waiters must not hang on a reader that is gone: they get the error.
+            self._reader_error = error
+            for waiters in self._waiters.values():
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+            raise
+
+    def _on_result(self, value: bytes | None, received_at: float) -> None:
+        try:
+            result = orjson.loads(value or b"")
+            request_id = result["request_id"]
+        except (orjson.JSONDecodeError, TypeError, KeyError):
+            return  # not a result event; someone else's problem
+        if request_id in self._results:
+            self.duplicates.append(result)
+            return
+        self._keep(result, received_at)
+        for waiter in self._waiters.pop(request_id, ()):
+            if not waiter.done():
+                waiter.set_result(result)
 
     async def send(self, flow: str, input: dict[str, Any], *, request_id: str | None = None) -> str:
         """Publish one request event; returns its request id."""
@@ -118,28 +163,33 @@ class OrchestratorClient:
         return request_id
 
     async def wait_for(self, request_id: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
-        """Return the result event of ``request_id``, reading results as they come."""
-        deadline = time.monotonic() + timeout_s
-        while request_id not in self._results:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ResultTimeoutError(
-                    f"No result for request {request_id} within {timeout_s:g} s."
-                )
-            batch = await self._consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
-            now = time.monotonic()
-            for records in batch.values():
-                for record in records:
-                    try:
-                        result = orjson.loads(record.value or b"")
-                        result["request_id"]
-                    except (orjson.JSONDecodeError, TypeError, KeyError):
-                        continue  # not a result event; someone else's problem
-                    if result["request_id"] in self._results:
-                        self.duplicates.append(result)
-                    else:
-                        self._keep(result, now)
-        return self._results[request_id]
+        """Return the result event of ``request_id`` (at once if it already came).
+
+        Raises:
+            ResultTimeoutError: no result within ``timeout_s``.
+        """
+        known = self._results.get(request_id)
+        if known is not None:
+            return known
+        if self._reader_error is not None:
+            raise self._reader_error
+        if self._reader is None:
+            raise SetupError("Start the client (`async with OrchestratorClient(...)`) first.")
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(request_id, [])
+        waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            raise ResultTimeoutError(
+                f"No result for request {request_id} within {timeout_s:g} s."
+            ) from None
+        finally:
+            pending = self._waiters.get(request_id)
+            if pending is not None and waiter in pending:
+                pending.remove(waiter)
+                if not pending:
+                    del self._waiters[request_id]
 
     def _keep(self, result: dict[str, Any], received_at: float) -> None:
         self._results[result["request_id"]] = result
