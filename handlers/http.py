@@ -119,6 +119,8 @@ class HttpAdapter:
         self._headers = dict(service.headers)
         self._max_bytes = service.max_response_bytes
         self.owns_client = service.max_connections is not None or service.max_keepalive is not None
+        self.max_connections = service.max_connections
+        """The service's own pool size, or None when it shares the default pool."""
         self._client = (
             build_http_client(
                 max_connections=service.max_connections or 100,

@@ -10,19 +10,27 @@ An in-process call of an operation that declares a cache goes through the
 :class:`~orchestrator.runtime.call_cache.CallCache` (kept answers, identical calls
 in flight made once); the saga still gets its own reply. Other calls pay one dict
 lookup for it, none when no operation is cached.
+
+Calls of an HTTP service beyond its connection pool's size wait in its
+:class:`~orchestrator.runtime.bulkhead.Bulkheads` lane, and their deadline is armed
+only once they start, so waiting for a connection never counts against a timeout.
+(Cached calls skip the lane: most of them are answered without a connection.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from handlers.context import CallContext
+from handlers.http import HttpAdapter
 from handlers.outcome import CallOutcome
 from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute, Routes
+from orchestrator.runtime.bulkhead import Bulkheads
 from orchestrator.runtime.call_cache import CallCache
 from orchestrator.runtime.publisher import Publisher
 from orchestrator.runtime.records import command_record
@@ -82,6 +90,13 @@ class CallDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._calls: dict[str, set[asyncio.Task[None]]] = {}
         """In-process calls by request id, so a finished saga's calls can be cancelled."""
+        self.bulkheads = Bulkheads(
+            {
+                name: route.max_connections or settings.http_max_connections
+                for name, route in routes.items()
+                if isinstance(route, HttpAdapter)
+            }
+        )
 
     @property
     def calls_in_flight(self) -> int:
@@ -98,14 +113,28 @@ class CallDispatcher:
             cache_ttl_ms = (
                 self._cached.get((action.service, action.operation)) if self._cached else None
             )
+            holds_slot = cache_ttl_ms is None and self.bulkheads.try_enter(action.service)
+            queued = cache_ttl_ms is None and not holds_slot
             task = self._spawn(
-                self._call_in_process(route, action, run=run, cache_ttl_ms=cache_ttl_ms)
+                self._call_when_free(route, action, run=run)
+                if queued
+                else self._call_in_process(route, action, run=run, cache_ttl_ms=cache_ttl_ms)
             )
+            if holds_slot:
+                # A done callback, not a finally: a task cancelled before it first
+                # runs never enters its coroutine, and its slot must come back too.
+                service = action.service
+                task.add_done_callback(lambda _: self.bulkheads.leave(service))
             calls = self._calls.get(action.request_id)
             if calls is None:
                 calls = self._calls[action.request_id] = set()
             calls.add(task)
             task.add_done_callback(lambda done: self._call_done(action.request_id, done))
+            if queued:
+                return  # its deadline is armed when it starts
+        self._arm_call(action, run=run)
+
+    def _arm_call(self, action: DispatchCall, *, run: int) -> None:
         if self.deadlines.push(
             at_ms=action.deadline_ms,
             request_id=action.request_id,
@@ -192,6 +221,19 @@ class CallDispatcher:
         except Exception:
             # The deadline will fail the call; nothing else waits on this record.
             logger.exception("could not send the command %s", action.correlation_id)
+
+    async def _call_when_free(
+        self, adapter: InProcessAdapter, action: DispatchCall, *, run: int
+    ) -> None:
+        """Wait for a slot of the service, then make the call with its full timeout."""
+        timeout_ms = max(action.deadline_ms - self._clock(), 1)
+        await self.bulkheads.enter(action.service)
+        try:
+            started = dataclasses.replace(action, deadline_ms=self._clock() + timeout_ms)
+            self._arm_call(started, run=run)
+            await self._call_in_process(adapter, started, run=run, cache_ttl_ms=None)
+        finally:
+            self.bulkheads.leave(action.service)
 
     async def _call_in_process(
         self, adapter: InProcessAdapter, action: DispatchCall, *, run: int, cache_ttl_ms: int | None
