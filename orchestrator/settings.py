@@ -16,6 +16,7 @@ environment variable               setting                         default
 ``ORCH_REPLICATION_FACTOR``        ``replication_factor``          ``0`` (min(3, brokers))
 ``ORCH_HTTP_MAX_CONNECTIONS``      ``http_max_connections``        ``100``
 ``ORCH_CHANGELOG_DELAY_MS``        ``changelog_delay_ms``          ``50``
+``ORCH_GC_FREEZE_INTERVAL_MS``     ``gc_freeze_interval_ms``       ``0`` (off)
 ``ORCH_CACHE_MAX_ENTRIES``         ``cache_max_entries``           ``10000``
 =================================  ==============================  =====================
 """
@@ -63,6 +64,10 @@ class CoordinatorSettings:
     ``http_max_connections``, so a backlog never queues calls for a pooled connection
     (a wait that would count against their timeouts)."""
     commit_interval_ms: int = 200
+    gc_freeze_interval_ms: int = 0
+    """Experimental, off by default: how often objects that survived are moved out of
+    the cyclic collector's sight (``gc.freeze()``), so its pauses stay short with many
+    sagas in flight. It costs memory (see :mod:`orchestrator.runtime.collector`)."""
     changelog_delay_ms: int = 50
     """Write-behind of the saga changelog: a saga's start and events are written
     together this long after they are decided, and not at all if the saga ends first

@@ -58,6 +58,7 @@ from orchestrator.flow_files import FlowRegistry
 from orchestrator.runtime import changelog
 from orchestrator.runtime.adapters import KafkaRoute, build_routes, close_routes
 from orchestrator.runtime.changelog import ChangelogWriter, KafkaReader, RestoredPartition
+from orchestrator.runtime.collector import CollectorPolicy
 from orchestrator.runtime.crash import crash
 from orchestrator.runtime.dispatcher import CallDispatcher
 from orchestrator.runtime.intake import RejectedRequest, admit, request_id_of
@@ -198,6 +199,7 @@ class SagaCoordinator:
         """Sagas with records staged for the changelog, flushed together every
         ``changelog_delay_ms``; a saga that ends before then writes none of them."""
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._collector = CollectorPolicy(interval_ms=settings.gc_freeze_interval_ms)
         self._full_of_sagas = False
         """Set when sagas reach ``max_in_flight``; cleared when requests flow again."""
         self._finished: dict[int, OrderedDict[str, int]] = {}
@@ -460,6 +462,7 @@ class SagaCoordinator:
             await asyncio.sleep(self.settings.commit_interval_ms / 1000)
             await self._partitions.commit(self._consumer)
             now = self._clock()
+            self._collector.tick(now)
             if now - last_sweep >= _MARKER_SWEEP_MS:
                 last_sweep = now
                 self._expire_markers(now)
