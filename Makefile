@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: demo check lint typecheck test schemas bench chaos clean
+.PHONY: demo check lint typecheck test schemas bench bench-quick chaos clean
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -35,9 +36,21 @@ test: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/python -m contracts.export
 
-## bench: run the benchmark harness (starts its own broker)
-bench: $(STAMP)
-	$(BIN)/python -m bench
+# The benchmark's own packages (the peers' SDKs, uvloop, matplotlib, profilers).
+$(BENCH_STAMP): $(STAMP)
+	@echo "Installing the benchmark's packages (first run only)..."
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+## bench: the side-by-side benchmark: the floor, this orchestrator, Restate, Temporal
+## (starts its own broker, installs and builds the peers; under 30 minutes;
+## options: make bench BENCH_ARGS="--systems orchestrator,restate --repeats 1")
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## bench-quick: the short run (under 3 minutes; peers only if already installed)
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 
 ## chaos: the chaos suite: kills, rebalances, a broker restart, duplicates; then the oracle
 ## (starts its own broker; options: make chaos CHAOS_ARGS="--requests 1000 --seed 7")
