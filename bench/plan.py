@@ -34,37 +34,49 @@ class Plan:
     """Full runs install and build the peers; quick runs use them only if already built."""
     cache_requests: int = 2000
     systems: tuple[str, ...] = field(default=())
+    """Empty: every system."""
+    warm_up_s: float = 10
+    """Unmeasured load through the orchestrator first: the broker's JVM warms up."""
 
 
 QUICK = Plan(
     name="quick",
     repeats=1,
     serial_requests=150,
-    serial_max_s=6,
+    serial_max_s=4,
     concurrencies=(50,),
     closed_requests=1500,
-    closed_max_s=8,
-    open_rates=(100, 300),
-    open_seconds=4,
+    closed_max_s=6,
+    open_rates=(100,),
+    open_seconds=3,
     admission_waiting=(),
     admission_max_s=0,
-    memory_in_flight=(5_000,),
+    memory_in_flight=(3_000,),
     peers_required=False,
-    cache_requests=1000,
+    cache_requests=600,
+    systems=(
+        "direct-aiohttp",
+        "direct-httpx",
+        "orchestrator",
+        "orchestrator-kafka-step",
+        "restate",
+        "temporal",
+    ),
+    warm_up_s=4,
 )
 
 FULL = Plan(
     name="full",
     repeats=3,
     serial_requests=300,
-    serial_max_s=10,
+    serial_max_s=7,
     concurrencies=(10, 50, 200),
     closed_requests=4000,
-    closed_max_s=10,
+    closed_max_s=7,
     open_rates=(50, 100, 200, 400, 800),
-    open_seconds=6,
+    open_seconds=4,
     admission_waiting=(50, 500, 2_000, 10_000),
-    admission_max_s=30,
+    admission_max_s=25,
     memory_in_flight=(10_000, 100_000),
     peers_required=True,
 )

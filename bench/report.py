@@ -243,7 +243,8 @@ def charts(results: dict[str, Any], stem: Path) -> list[Path]:  # noqa: PLR0915
     axis.set_xlabel("concurrent clients (log)")
     axis.set_ylabel("requests/s")
     axis.set_title("Closed-loop throughput")
-    axis.legend(fontsize=7)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=7)
     save(figure, "throughput")
 
     # Open-loop latency by offered rate.
@@ -261,7 +262,8 @@ def charts(results: dict[str, Any], stem: Path) -> list[Path]:  # noqa: PLR0915
     axis.set_xlabel("offered requests/s (log)")
     axis.set_ylabel("p99 ms (log)")
     axis.set_title("Open-loop p99 latency up to saturation")
-    axis.legend(fontsize=7)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=7)
     save(figure, "open-loop")
 
     # CPU per request at 50 clients.
