@@ -314,6 +314,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 async def run(plan: Plan, bootstrap: str) -> dict[str, Any]:
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     say("Saga core: order-details sagas with canned replies, no I/O...")
     saga_core = core.run(5_000 if plan.name == "quick" else 20_000)
     per_s = saga_core["decisions_per_s"]
@@ -375,7 +376,7 @@ async def run(plan: Plan, bootstrap: str) -> dict[str, Any]:
         )
     return {
         "plan": plan.name,
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started": started,
         "host": host_info(),
         "kafka_client_settings": kafka_settings,
         "runs": runs,
