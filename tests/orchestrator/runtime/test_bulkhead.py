@@ -155,3 +155,49 @@ async def test_waiting_for_a_connection_does_not_count_against_a_calls_timeout(
     assert all(isinstance(event, CallReplied) and event.status == "ok" for event in events.values())
     assert route.most == 2
     assert dispatcher.bulkheads.busy("slow") == 0
+
+
+async def test_calls_cancelled_before_they_ever_ran_give_their_slots_back() -> None:
+    """A saga that ends at once cancels calls whose tasks never started: their slots
+    (taken at dispatch) must come back, or the service would be starved for ever."""
+    service = HttpService.model_validate(
+        {
+            "kind": "http",
+            "base_url": "http://127.0.0.1:9",
+            "max_connections": 2,
+            "operations": {"get": {"path": "/items/{id}"}},
+        }
+    )
+    async with build_http_client() as shared:
+        adapter = HttpAdapter("slow", service, client=shared)
+        dispatcher = CallDispatcher(
+            routes=Routes({"slow": adapter}),
+            settings=CoordinatorSettings(),
+            clock=lambda: 1_700_000_000_000,
+            deliver=lambda request_id, event, *, run: None,
+        )
+        for n in range(3):
+            dispatcher.dispatch(
+                DispatchCall(
+                    request_id=f"r-{n}",
+                    flow="f",
+                    step="s",
+                    call="s",
+                    attempt=1,
+                    service="slow",
+                    operation="get",
+                    input={"id": f"i-{n}"},
+                    deadline_ms=1_700_000_005_000,
+                    correlation_id=f"r-{n}/s/1",
+                    idempotency_key=f"r-{n}:s",
+                ),
+                reply_partition=0,
+                run=1,
+            )
+            dispatcher.cancel(f"r-{n}")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        await dispatcher.aclose()
+        await adapter.aclose()
+    assert dispatcher.bulkheads.busy("slow") == 0
+    assert dispatcher.bulkheads.waiting("slow") == 0
