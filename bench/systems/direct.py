@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -18,6 +19,17 @@ import httpx
 import orjson
 
 from bench.mock_service import compose
+
+
+async def order_details(get: Callable[[str], Awaitable[Any]], number: int) -> dict[str, Any]:
+    """The composition as plain asyncio: the order, then the rest concurrently."""
+    order = await get(f"/orders/o-{number}")
+    user, store, *products = await asyncio.gather(
+        get(f"/users/{order['user_id']}"),
+        get(f"/stores/{order['store_id']}"),
+        *(get(f"/products/{item['product_id']}") for item in order["items"]),
+    )
+    return compose(order, user, store, products)
 
 
 class DirectAiohttp:
@@ -41,13 +53,7 @@ class DirectAiohttp:
             return orjson.loads(await response.read())
 
     async def run_one(self, number: int) -> dict[str, Any]:
-        order = await self._get(f"/orders/o-{number}")
-        user, store, *products = await asyncio.gather(
-            self._get(f"/users/{order['user_id']}"),
-            self._get(f"/stores/{order['store_id']}"),
-            *(self._get(f"/products/{item['product_id']}") for item in order["items"]),
-        )
-        return compose(order, user, store, products)
+        return await order_details(self._get, number)
 
     def pids(self) -> list[int]:
         return [os.getpid()]
@@ -79,13 +85,7 @@ class DirectHttpx:
         return orjson.loads(response.content)
 
     async def run_one(self, number: int) -> dict[str, Any]:
-        order = await self._get(f"/orders/o-{number}")
-        user, store, *products = await asyncio.gather(
-            self._get(f"/users/{order['user_id']}"),
-            self._get(f"/stores/{order['store_id']}"),
-            *(self._get(f"/products/{item['product_id']}") for item in order["items"]),
-        )
-        return compose(order, user, store, products)
+        return await order_details(self._get, number)
 
     def pids(self) -> list[int]:
         return [os.getpid()]

@@ -57,6 +57,22 @@ async def test_a_cancelled_waiter_leaves_the_line_and_takes_no_slot() -> None:
     assert bulkheads.try_enter("s")
 
 
+def call(n: int, *, deadline_ms: int) -> DispatchCall:
+    return DispatchCall(
+        request_id=f"r-{n}",
+        flow="f",
+        step="s",
+        call="s",
+        attempt=1,
+        service="slow",
+        operation="get",
+        input={"id": f"i-{n}"},
+        deadline_ms=deadline_ms,
+        correlation_id=f"r-{n}/s/1",
+        idempotency_key=f"r-{n}:s",
+    )
+
+
 def test_a_service_without_a_limit_is_not_bounded() -> None:
     bulkheads = Bulkheads({})
     assert all(bulkheads.try_enter("free") for _ in range(1_000))
@@ -120,19 +136,7 @@ async def test_waiting_for_a_connection_does_not_count_against_a_calls_timeout(
             # Six 0.3 s calls through two connections take 0.9 s; each has 0.5 s.
             for n in range(6):
                 dispatcher.dispatch(
-                    DispatchCall(
-                        request_id=f"r-{n}",
-                        flow="f",
-                        step="s",
-                        call="s",
-                        attempt=1,
-                        service="slow",
-                        operation="get",
-                        input={"id": f"i-{n}"},
-                        deadline_ms=clock() + 500,
-                        correlation_id=f"r-{n}/s/1",
-                        idempotency_key=f"r-{n}:s",
-                    ),
+                    call(n, deadline_ms=clock() + 500),
                     reply_partition=0,
                     run=1,
                 )
@@ -178,19 +182,7 @@ async def test_calls_cancelled_before_they_ever_ran_give_their_slots_back() -> N
         )
         for n in range(3):
             dispatcher.dispatch(
-                DispatchCall(
-                    request_id=f"r-{n}",
-                    flow="f",
-                    step="s",
-                    call="s",
-                    attempt=1,
-                    service="slow",
-                    operation="get",
-                    input={"id": f"i-{n}"},
-                    deadline_ms=1_700_000_005_000,
-                    correlation_id=f"r-{n}/s/1",
-                    idempotency_key=f"r-{n}:s",
-                ),
+                call(n, deadline_ms=1_700_000_005_000),
                 reply_partition=0,
                 run=1,
             )
