@@ -68,7 +68,14 @@ async def test_two_processes_share_the_work_and_stop_on_a_signal(
                     await client.run("buy", {"id": str(n)}, request_id=f"p-{n}", timeout_s=60)
                     for n in range(10)
                 ]
+            # The first process may answer everything before the second has joined:
+            # wait (boundedly) for both to be members.
             members = await group_members(settings)
+            for _ in range(60):
+                if members == 2:
+                    break
+                await asyncio.sleep(0.5)
+                members = await group_members(settings)
             process.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(process.wait(), timeout=60)
         finally:
