@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from bench.systems.orchestrator import coordinator_env
 from orchestrator.client import OrchestratorClient
 from orchestrator.settings import CoordinatorSettings
 
@@ -31,19 +32,12 @@ async def in_flight_memory(*, bootstrap: str, count: int, timeout_s: float = 400
     """Hold ``count`` sagas in flight in one coordinator process; returns its figures."""
     prefix = f"bench.memory.{uuid.uuid4().hex[:6]}"
     settings = CoordinatorSettings.from_env(bootstrap_servers=bootstrap).with_topics(prefix)
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "ORCH_REQUEST_TOPIC": settings.request_topic,
-        "ORCH_REPLY_TOPIC": settings.reply_topic,
-        "ORCH_RESULT_TOPIC": settings.result_topic,
-        "ORCH_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-        "ORCH_CHANGELOG_TOPIC": settings.changelog_topic,
-        "ORCH_GROUP_ID": settings.group_id,
-        "ORCH_MAX_IN_FLIGHT": str(count + 1000),
-        "BENCH_PARKED_TOPIC": f"{prefix}.parked.commands",
-        "BENCH_MOCK_URL": "http://127.0.0.1:9",
-    }
+    env = coordinator_env(
+        settings,
+        ORCH_MAX_IN_FLIGHT=str(count + 1000),
+        BENCH_PARKED_TOPIC=f"{prefix}.parked.commands",
+        BENCH_MOCK_URL="http://127.0.0.1:9",
+    )
     log_path = Path(os.environ.get("BENCH_LOG_DIR", "/tmp")) / f"{prefix}.log"
     # A harness starting its system under test: blocking briefly here is fine.
     with log_path.open("ab") as log:

@@ -28,6 +28,21 @@ from orchestrator.settings import CoordinatorSettings
 FLOWS = Path(__file__).parents[1] / "flows"
 
 
+def coordinator_env(settings: CoordinatorSettings, **extra: str) -> dict[str, str]:
+    """The environment of an ``orchestrator run`` process on ``settings``' broker and topics."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "ORCH_REQUEST_TOPIC": settings.request_topic,
+        "ORCH_REPLY_TOPIC": settings.reply_topic,
+        "ORCH_RESULT_TOPIC": settings.result_topic,
+        "ORCH_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+        "ORCH_CHANGELOG_TOPIC": settings.changelog_topic,
+        "ORCH_GROUP_ID": settings.group_id,
+        **extra,
+    }
+
+
 class OrchestratorError(Exception):
     """A request ended without a complete result."""
 
@@ -59,21 +74,14 @@ class OrchestratorSystem:
         self.settings = CoordinatorSettings.from_env(
             bootstrap_servers=bootstrap, partitions=6
         ).with_topics(prefix)
-        self._env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "ORCH_REQUEST_TOPIC": self.settings.request_topic,
-            "ORCH_REPLY_TOPIC": self.settings.reply_topic,
-            "ORCH_RESULT_TOPIC": self.settings.result_topic,
-            "ORCH_DEAD_LETTER_TOPIC": self.settings.dead_letter_topic,
-            "ORCH_CHANGELOG_TOPIC": self.settings.changelog_topic,
-            "ORCH_GROUP_ID": self.settings.group_id,
-            "ORCH_GROUP_INSTANCE_ID": f"{prefix}.member",
-            "ORCH_PARTITIONS": "6",
-            "BENCH_MOCK_URL": mock_url,
-            "BENCH_USERS_TOPIC": f"{prefix}.users.commands",
+        self._env = coordinator_env(
+            self.settings,
+            ORCH_GROUP_INSTANCE_ID=f"{prefix}.member",
+            ORCH_PARTITIONS="6",
+            BENCH_MOCK_URL=mock_url,
+            BENCH_USERS_TOPIC=f"{prefix}.users.commands",
             **(extra_env or {}),
-        }
+        )
         self._coordinator: subprocess.Popen[bytes] | None = None
         self._adapter: subprocess.Popen[bytes] | None = None
         self._client: OrchestratorClient | None = None
