@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from bench.systems.base import terminate
 from bench.systems.orchestrator import coordinator_env
 from orchestrator.client import OrchestratorClient
 from orchestrator.settings import CoordinatorSettings
@@ -81,12 +81,7 @@ async def in_flight_memory(*, bootstrap: str, count: int, timeout_s: float = 400
         await asyncio.sleep(1.0)  # one more report with all of them in
         held = dict(latest)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(process.wait, 120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            await asyncio.to_thread(process.wait)
+        await terminate(process, timeout_s=120)
     grown = held["rss"] - base["base_rss"]
     return {
         "asked": count,

@@ -229,42 +229,42 @@ def charts(results: dict[str, Any], stem: Path) -> list[Path]:  # noqa: PLR0915
         axis.legend(fontsize=7)
     save(figure, "latency")
 
-    # Throughput by concurrency.
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    for system in systems:
-        points = sorted(
-            (int(k[7:]), f["throughput_rps"])
-            for k, f in summary[system]["phases"].items()
-            if k.startswith("closed-")
-        )
-        if points:
-            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=system)
-    axis.set_xscale("log")
-    axis.set_xlabel("concurrent clients (log)")
-    axis.set_ylabel("requests/s")
-    axis.set_title("Closed-loop throughput")
-    if axis.get_legend_handles_labels()[0]:
-        axis.legend(fontsize=7)
-    save(figure, "throughput")
+    def lines(name: str, prefix: str, figure_key: str, *, title: str, x: str, y: str) -> None:
+        figure, axis = plt.subplots(figsize=(8, 4.5))
+        for system in systems:
+            points = sorted(
+                (int(key[len(prefix) :]), figures[figure_key])
+                for key, figures in summary[system]["phases"].items()
+                if key.startswith(prefix)
+            )
+            if points:
+                axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=system)
+        axis.set_xscale("log")
+        if prefix == "open-":
+            axis.set_yscale("log")
+        axis.set_xlabel(x)
+        axis.set_ylabel(y)
+        axis.set_title(title)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+        save(figure, name)
 
-    # Open-loop latency by offered rate.
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    for system in systems:
-        points = sorted(
-            (int(k[5:]), f["p99_ms"])
-            for k, f in summary[system]["phases"].items()
-            if k.startswith("open-")
-        )
-        if points:
-            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=system)
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlabel("offered requests/s (log)")
-    axis.set_ylabel("p99 ms (log)")
-    axis.set_title("Open-loop p99 latency up to saturation")
-    if axis.get_legend_handles_labels()[0]:
-        axis.legend(fontsize=7)
-    save(figure, "open-loop")
+    lines(
+        "throughput",
+        "closed-",
+        "throughput_rps",
+        title="Closed-loop throughput",
+        x="concurrent clients (log)",
+        y="requests/s",
+    )
+    lines(
+        "open-loop",
+        "open-",
+        "p99_ms",
+        title="Open-loop p99 latency up to saturation",
+        x="offered requests/s (log)",
+        y="p99 ms (log)",
+    )
 
     # CPU per request at 50 clients.
     figure, axis = plt.subplots(figsize=(8, 4.2))

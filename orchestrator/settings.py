@@ -139,6 +139,18 @@ class CoordinatorSettings:
         values.update(overrides)
         return cls(**values)
 
+    def to_env(self) -> dict[str, str]:
+        """The variables that make :meth:`from_env` give these settings back (for a
+        child process: ``orchestrator run`` in a test or a benchmark)."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers}
+        for field in fields(self):
+            if field.name == "bootstrap_servers":
+                continue
+            value = getattr(self, field.name)
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            env[f"ORCH_{field.name.upper()}"] = text
+        return env
+
     def with_topics(self, prefix: str) -> CoordinatorSettings:
         """The same settings with every topic and the group id under ``prefix``."""
         return replace(

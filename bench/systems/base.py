@@ -38,13 +38,15 @@ def tail_log(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
-async def terminate(process: subprocess.Popen[bytes] | None) -> None:
+async def terminate(
+    process: subprocess.Popen[bytes] | None, *, timeout_s: float = STOP_TIMEOUT_S
+) -> None:
     """SIGTERM the process by its pid, SIGKILL it if it lingers, and reap it."""
     if process is None or process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+        await asyncio.to_thread(process.wait, timeout_s)
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(process.wait)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procstat import children
+from bench.systems.base import terminate
 from orchestrator.client import OrchestratorClient
 from orchestrator.settings import CoordinatorSettings
 
@@ -30,17 +30,7 @@ FLOWS = Path(__file__).parents[1] / "flows"
 
 def coordinator_env(settings: CoordinatorSettings, **extra: str) -> dict[str, str]:
     """The environment of an ``orchestrator run`` process on ``settings``' broker and topics."""
-    return {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "ORCH_REQUEST_TOPIC": settings.request_topic,
-        "ORCH_REPLY_TOPIC": settings.reply_topic,
-        "ORCH_RESULT_TOPIC": settings.result_topic,
-        "ORCH_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-        "ORCH_CHANGELOG_TOPIC": settings.changelog_topic,
-        "ORCH_GROUP_ID": settings.group_id,
-        **extra,
-    }
+    return {**os.environ, **settings.to_env(), **extra}
 
 
 class OrchestratorError(Exception):
@@ -192,11 +182,4 @@ class OrchestratorSystem:
         if self._client is not None:
             await self._client.stop()
         for process in (self._adapter, self._coordinator):
-            if process is None or process.poll() is not None:
-                continue
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(process.wait, 60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                await asyncio.to_thread(process.wait)
+            await terminate(process, timeout_s=60)

@@ -102,22 +102,10 @@ def write_flows(folder: Path, base_url: str) -> Path:
 def coordinator_env(
     settings: CoordinatorSettings, crash_at: str, *, changelog_delay_ms: int = 50
 ) -> dict[str, str]:
-    return {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "ORCH_REQUEST_TOPIC": settings.request_topic,
-        "ORCH_REPLY_TOPIC": settings.reply_topic,
-        "ORCH_RESULT_TOPIC": settings.result_topic,
-        "ORCH_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-        "ORCH_CHANGELOG_TOPIC": settings.changelog_topic,
-        "ORCH_GROUP_ID": settings.group_id,
-        "ORCH_GROUP_INSTANCE_ID": settings.group_instance_id,
-        "ORCH_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
-        "ORCH_PARTITIONS": str(settings.partitions),
-        "ORCH_COMMIT_INTERVAL_MS": "50",
-        "ORCH_CRASH_AT": crash_at,
-        "ORCH_CHANGELOG_DELAY_MS": str(changelog_delay_ms),
-    }
+    child = replace(
+        settings, commit_interval_ms=50, crash_at=crash_at, changelog_delay_ms=changelog_delay_ms
+    )
+    return {**os.environ, **child.to_env()}
 
 
 @pytest.fixture

@@ -145,3 +145,17 @@ def test_the_readme_shows_each_documented_settings_default() -> None:
         value = getattr(defaults, name)
         expected = "(none)" if value == "" else f"`{str(value).lower()}`"
         assert shown == expected, f"README shows ORCH_{name.upper()} defaulting to {shown}"
+
+
+def test_to_env_gives_the_same_settings_back() -> None:
+    settings = CoordinatorSettings(
+        bootstrap_servers="kafka-1:9092",
+        group_instance_id="pod-7",
+        create_topics=False,
+        changelog_delay_ms=0,
+        crash_at="mid-compensation",
+    ).with_topics("team.x")
+    env = settings.to_env()
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka-1:9092"
+    assert env["ORCH_CREATE_TOPICS"] == "false"
+    assert CoordinatorSettings.from_env(env) == settings
