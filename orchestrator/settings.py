@@ -16,6 +16,7 @@ environment variable               setting                         default
 ``ORCH_REPLICATION_FACTOR``        ``replication_factor``          ``0`` (min(3, brokers))
 ``ORCH_HTTP_MAX_CONNECTIONS``      ``http_max_connections``        ``100``
 ``ORCH_CHANGELOG_DELAY_MS``        ``changelog_delay_ms``          ``50``
+``ORCH_LINGER_MS``                 ``linger_ms``                   ``2``
 ``ORCH_GC_FREEZE_INTERVAL_MS``     ``gc_freeze_interval_ms``       ``0`` (off)
 ``ORCH_CACHE_MAX_ENTRIES``         ``cache_max_entries``           ``10000``
 =================================  ==============================  =====================
@@ -73,6 +74,10 @@ class CoordinatorSettings:
     together this long after they are decided, and not at all if the saga ends first
     (its finished marker is). 0 writes each at once. Offsets wait for either, so it
     only moves the point from which a crashed saga re-runs (same idempotency keys)."""
+    linger_ms: int = 2
+    """How long the coordinator's producers wait to fill a batch before sending it
+    (commands, results, the changelog). Records that come while a send is out are
+    batched anyway; the linger adds to every result's latency."""
     fetch_max_wait_ms: int = 20
     """How long the broker may hold a fetch with no data; low keeps reply latency low."""
     http_max_connections: int = 100

@@ -172,9 +172,10 @@ class OrchestratorSystem:
                 "commit_interval_ms",
                 "fetch_max_wait_ms",
                 "http_max_connections",
+                "linger_ms",
             )
         } | {
-            "producer": "acks=all, enable_idempotence=True, linger_ms=2",
+            "producer": "acks=all, enable_idempotence=True",
             "isolation": "read_committed",
         }
 

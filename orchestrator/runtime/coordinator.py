@@ -259,7 +259,7 @@ class SagaCoordinator:
             bootstrap_servers=settings.bootstrap_servers,
             acks="all",
             enable_idempotence=True,
-            linger_ms=2,
+            linger_ms=settings.linger_ms,
         )
         await self._producer.start()
         self._outbox.publisher = self._dispatcher.publisher = Publisher(self._producer)
@@ -270,7 +270,7 @@ class SagaCoordinator:
             bootstrap_servers=settings.bootstrap_servers,
             acks="all",
             enable_idempotence=True,
-            linger_ms=2,
+            linger_ms=settings.linger_ms,
         )
         await self._state_producer.start()
         self._reader = KafkaReader(settings.bootstrap_servers)
