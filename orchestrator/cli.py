@@ -103,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the order-details demo end to end")
     demo.set_defaults(command=_demo)
+
+    from orchestrator.commands import register_all
+
+    register_all(commands)
     return parser
 
 
