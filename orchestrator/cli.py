@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -22,7 +22,8 @@ from aiokafka.errors import KafkaConnectionError
 
 from handlers.errors import AdapterSetupError
 from orchestrator.errors import OrchestratorError, SetupError
-from orchestrator.settings import CoordinatorSettings
+from orchestrator.logs import configure_logging
+from orchestrator.settings import LOG_FORMATS, CoordinatorSettings
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -34,12 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``orchestrator`` command."""
     parser = _parser()
     arguments = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, arguments.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     command: Callable[[argparse.Namespace], int] = arguments.command
     try:
+        configure_logging(
+            level=arguments.log_level, log_format=arguments.log_format or _env_log_format()
+        )
         return command(arguments)
     except KeyboardInterrupt:
         return EXIT_ERROR
@@ -54,16 +54,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_ERROR
 
 
+def _env_log_format() -> str:
+    """``ORCH_LOG_FORMAT``, checked by the settings model (the one reader of settings)."""
+    log_format = CoordinatorSettings.env_values().get("log_format", "text")
+    return CoordinatorSettings(log_format=log_format).log_format
+
+
+def _subcommand(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    summary: str,
+    example: str,
+) -> argparse.ArgumentParser:
+    """A subparser whose ``--help`` ends with ``example`` (kept as written)."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=f"Example:\n{example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="orchestrator", description="Event-driven API orchestration over Apache Kafka."
+        prog="orchestrator",
+        description="Event-driven API orchestration over Apache Kafka.",
+        epilog="Example:\n  orchestrator broker up && orchestrator demo\n"
+        "  orchestrator COMMAND --help    (each command has its own example)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object per line (default $ORCH_LOG_FORMAT or text)",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the saga coordinator over a flows folder")
+    run = _subcommand(
+        commands,
+        "run",
+        summary="run the saga coordinator over a flows folder",
+        example="  KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 orchestrator run handlers/demo/flows\n"
+        "  orchestrator --log-format json run handlers/demo/flows --processes 2\n",
+    )
     run.add_argument("flows", type=Path, help="folder with services.yaml and flow files")
     run.add_argument(
         "--processes",
@@ -74,34 +112,72 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(command=_run)
 
-    send = commands.add_parser("send", help="publish a request event")
+    send = _subcommand(
+        commands,
+        "send",
+        summary="publish a request event",
+        example='  orchestrator send order-details \'{"order_id": "o-1"}\' --wait\n'
+        "  orchestrator send order-details @big-order.json --wait\n"
+        "  generate-input | orchestrator send order-details - --wait\n",
+    )
     send.add_argument("flow", help="flow name")
-    send.add_argument("input", help='the flow input as a JSON object, e.g. \'{"order_id": "o-1"}\'')
+    send.add_argument(
+        "input",
+        nargs="?",
+        help='the flow input: a JSON object (e.g. \'{"order_id": "o-1"}\'), '
+        "@PATH to read it from a file, or - to read it from stdin",
+    )
+    send.add_argument(
+        "--input-file", type=Path, metavar="PATH", help="read the input from this JSON file"
+    )
     send.add_argument("--wait", action="store_true", help="wait for the result and print it")
     send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
     send.add_argument("--request-id", help="request id (default: a new UUID)")
     send.set_defaults(command=_send)
 
-    check = commands.add_parser("check", help="check flow files without running them")
+    check = _subcommand(
+        commands,
+        "check",
+        summary="check flow files without running them",
+        example="  orchestrator check handlers/demo/flows\n"
+        "  orchestrator check my-flows/order.yaml --services my-flows/services.yaml\n",
+    )
     check.add_argument("path", type=Path, help="a flows folder or one flow file")
     check.add_argument(
         "--services", type=Path, help="service catalog (default: services.yaml beside)"
     )
     check.set_defaults(command=_check)
 
-    broker = commands.add_parser("broker", help="run a local Apache Kafka broker (no Docker)")
+    broker = _subcommand(
+        commands,
+        "broker",
+        summary="run a local Apache Kafka broker (no Docker)",
+        example="  orchestrator broker up --port 19092   (prints the export line to use)\n"
+        "  orchestrator broker status\n",
+    )
     broker.add_argument("action", choices=["up", "down", "status"])
     broker.add_argument("--port", type=int, help="client port (default $ORCH_BROKER_PORT or 9092)")
     broker.set_defaults(command=_broker)
 
-    adapter = commands.add_parser("adapter", help="serve an SDK adapter over Kafka")
+    adapter = _subcommand(
+        commands,
+        "adapter",
+        summary="serve an SDK adapter over Kafka",
+        example="  orchestrator adapter handlers.demo.inventory:inventory\n",
+    )
     adapter.add_argument("service", help="the Service object, as module:attribute")
     adapter.add_argument("--command-topic", help="override the service's command topic")
     adapter.add_argument("--group-id", help="consumer group (default adapter.<service>)")
     adapter.add_argument("--dead-letter-topic", default="orchestrator.dlq")
     adapter.set_defaults(command=_adapter)
 
-    demo = commands.add_parser("demo", help="run the order-details demo end to end")
+    demo = _subcommand(
+        commands,
+        "demo",
+        summary="run the order-details demo end to end",
+        example="  orchestrator demo   (starts a local broker unless KAFKA_BOOTSTRAP_SERVERS "
+        "is set)\n",
+    )
     demo.set_defaults(command=_demo)
 
     from orchestrator.commands import register_all
@@ -121,9 +197,17 @@ def _run(arguments: argparse.Namespace) -> int:
     if arguments.processes > 1:
         from orchestrator.processes import supervise
 
+        if arguments.log_format:
+            # The children are plain `orchestrator run`s that read it from their env.
+            os.environ["ORCH_LOG_FORMAT"] = arguments.log_format
+
         return asyncio.run(
             supervise(arguments.flows, processes=arguments.processes, log_level=arguments.log_level)
         )
+    from handlers.tracing import configure_from_env
+
+    # Off unless OTEL_TRACES_EXPORTER (or an OTLP endpoint) is set.
+    configure_from_env("orchestrator-coordinator")
 
     async def serve() -> int:
         stop = _stop_on_signals()
@@ -134,8 +218,13 @@ def _run(arguments: argparse.Namespace) -> int:
             print(
                 f"Coordinator running: {len(registry.flows)} flow(s) "
                 f"({', '.join(sorted(registry.flows))}), requests on {settings.request_topic}, "
-                f"results on {settings.result_topic}, Kafka at {settings.bootstrap_servers}. "
-                "Ctrl-C stops it.",
+                f"results on {settings.result_topic}, Kafka at {settings.bootstrap_servers}"
+                + (
+                    f", metrics at http://{settings.metrics_host}:{coordinator.metrics_port}/metrics"
+                    if coordinator.metrics_port
+                    else ""
+                )
+                + ". Ctrl-C stops it.",
                 flush=True,
             )
             stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
@@ -162,11 +251,13 @@ def _run(arguments: argparse.Namespace) -> int:
 def _send(arguments: argparse.Namespace) -> int:
     from orchestrator.client import OrchestratorClient, ResultTimeoutError
 
+    text, where = _read_input(arguments)
     try:
-        flow_input = orjson.loads(arguments.input)
+        flow_input = orjson.loads(text)
     except orjson.JSONDecodeError as error:
         raise SetupError(
-            f'The input is not valid JSON ({error}); quote it, e.g. \'{{"order_id": "o-1"}}\'.'
+            f"The input{where} is not valid JSON ({error}); "
+            'quote it, e.g. \'{"order_id": "o-1"}\'.'
         ) from None
     if not isinstance(flow_input, dict):
         raise SetupError('The input must be a JSON object, e.g. \'{"order_id": "o-1"}\'.')
@@ -189,6 +280,30 @@ def _send(arguments: argparse.Namespace) -> int:
         return EXIT_OK if result["status"] == "completed" else EXIT_FAILED_RESULT
 
     return asyncio.run(send())
+
+
+def _read_input(arguments: argparse.Namespace) -> tuple[bytes | str, str]:
+    """The flow input's JSON text, and where it came from (for error sentences).
+
+    A file or stdin carries inputs over the 128 KiB a command-line argument may hold.
+    """
+    if arguments.input_file is not None and arguments.input is not None:
+        raise SetupError("Give the input either as an argument or with --input-file, not both.")
+    if arguments.input_file is None and arguments.input is None:
+        raise SetupError(
+            "Give the flow input: a JSON object, @PATH, - (stdin) or --input-file PATH."
+        )
+    path: Path | None = arguments.input_file
+    if path is None and arguments.input.startswith("@"):
+        path = Path(arguments.input[1:])
+    if path is not None:
+        try:
+            return path.read_bytes(), f" in {path}"
+        except OSError as error:
+            raise SetupError(f"Cannot read the input file {path}: {error.strerror}.") from None
+    if arguments.input == "-":
+        return sys.stdin.buffer.read(), " on stdin"
+    return arguments.input, ""
 
 
 def _check(arguments: argparse.Namespace) -> int:
@@ -238,6 +353,9 @@ def _adapter(arguments: argparse.Namespace) -> int:
     if arguments.command_topic:
         service = Service.with_command_topic(service, arguments.command_topic)
     settings = CoordinatorSettings.from_env()
+    from handlers.tracing import configure_from_env
+
+    configure_from_env(f"adapter-{service.name}")
     broker, _ = build_worker(
         service,
         bootstrap_servers=settings.bootstrap_servers,

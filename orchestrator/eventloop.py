@@ -10,22 +10,23 @@ standard loop is used.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from orchestrator.errors import SetupError
+from orchestrator.settings import EVENT_LOOPS, CoordinatorSettings
 
 T = TypeVar("T")
 
-LOOPS = ("uvloop", "asyncio")
+LOOPS = EVENT_LOOPS
 
 
 def loop_name() -> str:
-    """The loop ``run`` will use, from ``ORCH_EVENT_LOOP`` and what is installed."""
-    wanted = os.environ.get("ORCH_EVENT_LOOP", "").strip().lower() or "uvloop"
-    if wanted not in LOOPS:
-        raise SetupError(f"ORCH_EVENT_LOOP must be uvloop or asyncio, got {wanted!r}.")
+    """The loop ``run`` will use, from ``ORCH_EVENT_LOOP`` and what is installed.
+
+    Raises:
+        SetupError: The variable names no loop (the setting ``event_loop`` checks it).
+    """
+    wanted = CoordinatorSettings.from_env().event_loop
     if wanted == "uvloop":
         try:
             import uvloop  # noqa: F401

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,9 +192,9 @@ def coordinator_env(settings: CoordinatorSettings) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "ORCH_PARTITIONS": str(settings.partitions),
     }
-    for field in fields(settings):
-        if field.name.endswith("_topic") or field.name == "group_id":
-            env[f"ORCH_{field.name.upper()}"] = str(getattr(settings, field.name))
+    for name in type(settings).model_fields:
+        if name.endswith("_topic") or name == "group_id":
+            env[settings.env_name(name)] = str(getattr(settings, name))
     return env
 
 

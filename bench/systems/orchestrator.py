@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import uuid
-from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -162,7 +161,7 @@ class OrchestratorSystem:
 
     def kafka_settings(self) -> dict[str, Any]:
         """What the coordinator's Kafka clients run with."""
-        settings = asdict(self.settings)
+        settings = self.settings.model_dump()
         return {
             key: settings[key]
             for key in (

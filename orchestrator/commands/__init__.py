@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("config", "docs", "serve", "status")
 """Modules under ``orchestrator.commands`` whose ``register`` the CLI calls, in order."""
 
 

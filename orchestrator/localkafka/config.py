@@ -22,6 +22,13 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 9092
 HOME_ENV = "ORCH_HOME"
 PORT_ENV = "ORCH_BROKER_PORT"
+#: The variables of the local broker (``orchestrator broker``), which runs beside the
+#: orchestrator rather than in it: name, default as shown, meaning. ``orchestrator
+#: config`` and the README's configuration table list them after the settings.
+VARIABLES = (
+    (PORT_ENV, str(DEFAULT_PORT), "Port of the local broker (``orchestrator broker up``)."),
+    (HOME_ENV, "~/.cache/kafka-orchestrator", "Where the Kafka jars and local broker data live."),
+)
 
 
 def default_cache_dir() -> Path:

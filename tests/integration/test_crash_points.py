@@ -17,7 +17,6 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +101,15 @@ def write_flows(folder: Path, base_url: str) -> Path:
 def coordinator_env(
     settings: CoordinatorSettings, crash_at: str, *, changelog_delay_ms: int = 50
 ) -> dict[str, str]:
-    child = replace(
-        settings, commit_interval_ms=50, crash_at=crash_at, changelog_delay_ms=changelog_delay_ms
+    child = settings.replace(
+        commit_interval_ms=50, crash_at=crash_at, changelog_delay_ms=changelog_delay_ms
     )
     return {**os.environ, **child.to_env()}
 
 
 @pytest.fixture
 def static_settings(settings: CoordinatorSettings) -> CoordinatorSettings:
-    return replace(
-        settings, group_instance_id="crash-test-1", session_timeout_ms=SESSION_TIMEOUT_MS
-    )
+    return settings.replace(group_instance_id="crash-test-1", session_timeout_ms=SESSION_TIMEOUT_MS)
 
 
 @pytest.fixture

@@ -215,8 +215,6 @@ async def test_a_record_the_coordinator_fails_on_costs_only_that_record(
 
 
 async def test_past_max_in_flight_requests_wait_in_kafka(settings: CoordinatorSettings) -> None:
-    from dataclasses import replace
-
     gate = threading.Event()
 
     def gated(call: HttpCall) -> RouteResult:
@@ -224,7 +222,7 @@ async def test_past_max_in_flight_requests_wait_in_kafka(settings: CoordinatorSe
         return HTTPStatus.OK, {"id": call.segments[-1]}
 
     # One record per poll, so the limit is checked between every two requests.
-    limited = replace(settings, max_in_flight=2, max_batch=1)
+    limited = settings.replace(max_in_flight=2, max_batch=1)
     with JsonHttpServer(gated) as server:
         registry = single_call_registry(base_url=server.url, timeout_ms=30_000)
         async with (

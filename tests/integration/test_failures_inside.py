@@ -156,9 +156,7 @@ async def test_reply_and_request_partitions_are_checked_without_creating_topics(
         },
         compacted=(settings.changelog_topic,),
     )
-    from dataclasses import replace
-
-    no_create = replace(settings, create_topics=False)
+    no_create = settings.replace(create_topics=False)
     registry = registry_of(
         _trivial_builder(),
         {

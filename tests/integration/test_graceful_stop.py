@@ -8,7 +8,6 @@ import json
 import signal
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -93,7 +92,7 @@ async def publish_many(settings: CoordinatorSettings, count: int) -> None:
 async def test_sigterm_with_ten_thousand_sagas_in_flight_stops_and_a_restart_resumes_them(
     settings: CoordinatorSettings, topic_prefix: str, tmp_path: Path
 ) -> None:
-    settings = replace(settings, group_instance_id="graceful-1", max_in_flight=2 * SAGAS)
+    settings = settings.replace(group_instance_id="graceful-1", max_in_flight=2 * SAGAS)
     # Created before anything is published (the broker would create the request topic
     # with one partition).
     await check_topics(

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,7 +57,7 @@ async def group_members(settings: CoordinatorSettings) -> int:
 async def test_two_processes_share_the_work_and_stop_on_a_signal(
     settings: CoordinatorSettings, tmp_path: Path
 ) -> None:
-    settings = replace(settings, group_instance_id="procs")
+    settings = settings.replace(group_instance_id="procs")
     with RecordingServer() as server:
         folder = write_flows(tmp_path / "flows", server.url)
         process, _ = await start_set(folder, settings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from dataclasses import replace
 
 import pytest
 
@@ -22,7 +21,7 @@ SAGAS = 300
 
 async def test_completed_sagas_leave_no_cyclic_garbage(settings: CoordinatorSettings) -> None:
     # The policy's own passes would collect what this test counts.
-    settings = replace(settings, gc_freeze_interval_ms=0)
+    settings = settings.replace(gc_freeze_interval_ms=0)
     await create_topics(settings)
     with RecordingServer({"a": answer_ok, "b": answer_ok}) as server:
         registry = shop_registry(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 
 import orjson
 import pytest
@@ -53,7 +52,7 @@ async def changelog_keys(settings: CoordinatorSettings, *, expect: int) -> list[
 async def test_a_saga_that_ends_within_the_delay_writes_only_its_finished_marker(
     settings: CoordinatorSettings,
 ) -> None:
-    settings = replace(settings, changelog_delay_ms=5_000)
+    settings = settings.replace(changelog_delay_ms=5_000)
     ids = [f"quick-{n}" for n in range(5)]
     await create_topics(settings)
     with RecordingServer({"a": answer_ok, "b": answer_ok}) as server:
@@ -82,7 +81,7 @@ async def test_a_saga_that_ends_within_the_delay_writes_only_its_finished_marker
 async def test_a_saga_still_running_after_the_delay_is_in_the_changelog(
     settings: CoordinatorSettings,
 ) -> None:
-    settings = replace(settings, changelog_delay_ms=20)
+    settings = settings.replace(changelog_delay_ms=20)
     await create_topics(settings)
     with RecordingServer({"a": answer_ok, "b": slow_ok}) as server:
         registry = shop_registry(
@@ -109,7 +108,7 @@ async def test_a_saga_still_running_after_the_delay_is_in_the_changelog(
 
 
 async def test_no_delay_writes_every_event_as_it_happens(settings: CoordinatorSettings) -> None:
-    settings = replace(settings, changelog_delay_ms=0)
+    settings = settings.replace(changelog_delay_ms=0)
     await create_topics(settings)
     with RecordingServer({"a": answer_ok, "b": answer_ok}) as server:
         registry = shop_registry(
@@ -138,7 +137,7 @@ async def test_requests_flow_again_after_a_pause_for_calls_while_many_sagas_wait
 ) -> None:
     """A pause because calls were at their limit ends once calls are, even though the
     sagas (parked on a step nobody answers) stay above half their room."""
-    settings = replace(settings, max_in_flight=100, max_calls_in_flight=1)
+    settings = settings.replace(max_in_flight=100, max_calls_in_flight=1)
     await create_topics(settings)
     registry = saga_registry(
         {"parked": kafka_service(f"{topic_prefix}.parked")},
