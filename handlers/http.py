@@ -29,7 +29,7 @@ import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -48,6 +48,9 @@ from handlers.templates import (
     compile_text,
 )
 from handlers.transport import EncodedUrlTransport
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 _RETRIABLE_STATUS = frozenset({408, 425, 429})
 _RETRY_AFTER_STATUS = frozenset({429, 503})
@@ -92,16 +95,30 @@ def _compile_operation(operation: HttpOperation) -> _CompiledOperation:
     )
 
 
-def build_http_client(*, max_connections: int = 100, max_keepalive: int = 20) -> httpx.AsyncClient:
+def build_http_client(
+    *,
+    max_connections: int = 100,
+    max_keepalive: int = 20,
+    tracer_provider: TracerProvider | None = None,
+) -> httpx.AsyncClient:
     """The one shared client: pooled connections, no per-client timeout (calls set theirs).
 
     httpx's API over aiohttp's pool (:mod:`handlers.transport`); aiohttp keeps every
     connection it opened alive, up to ``max_connections`` (``max_keepalive`` applies
-    to httpx's own pool only, kept for a custom client).
+    to httpx's own pool only, kept for a custom client). With a ``tracer_provider``
+    every request gets an HTTP client span and carries its ``traceparent``
+    (OpenTelemetry's aiohttp instrumentation); without one, no hook is installed.
     """
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive)
+    trace_configs = []
+    if tracer_provider is not None:
+        from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+        trace_configs.append(create_trace_config(tracer_provider=tracer_provider))
     return httpx.AsyncClient(
-        transport=EncodedUrlTransport(limits=limits), timeout=None, follow_redirects=False
+        transport=EncodedUrlTransport(limits=limits, trace_configs=trace_configs),
+        timeout=None,
+        follow_redirects=False,
     )
 
 
@@ -111,9 +128,18 @@ class HttpAdapter:
     The service uses the shared ``client`` unless its catalog entry sets its own
     connection limits (``max_connections``, ``max_keepalive``): then it gets a pool
     of its own, so a slow service cannot take every connection from the others.
+    With tracing on, each request's client span is a child of the span current
+    when :meth:`call` runs (the coordinator's step span).
     """
 
-    def __init__(self, name: str, service: HttpService, *, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        name: str,
+        service: HttpService,
+        *,
+        client: httpx.AsyncClient,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self.name = name
         self._base_url = service.base_url.rstrip("/")
         self._headers = dict(service.headers)
@@ -125,6 +151,7 @@ class HttpAdapter:
             build_http_client(
                 max_connections=service.max_connections or 100,
                 max_keepalive=min(service.max_keepalive or 20, service.max_connections or 100),
+                tracer_provider=tracer_provider,
             )
             if self.owns_client
             else client

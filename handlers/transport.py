@@ -11,6 +11,7 @@ path segment its value was put in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -26,8 +27,12 @@ from yarl import URL
 class EncodedUrlTransport(AiohttpTransport):
     """:class:`httpx_aiohttp.AiohttpTransport` that sends URLs exactly as built."""
 
-    def __init__(self, *, limits: httpx.Limits) -> None:
+    def __init__(
+        self, *, limits: httpx.Limits, trace_configs: Sequence[aiohttp.TraceConfig] = ()
+    ) -> None:
         super().__init__(limits=limits, trust_env=False)
+        self._trace_configs = list(trace_configs)
+        """aiohttp's request hooks (OpenTelemetry's client spans, when tracing is on)."""
 
     def get_client(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -41,6 +46,7 @@ class EncodedUrlTransport(AiohttpTransport):
             connector=connector,
             auto_decompress=False,
             skip_auto_headers=("Accept-Encoding",),
+            trace_configs=self._trace_configs or None,
         )
 
     def session(self) -> aiohttp.ClientSession:

@@ -8,6 +8,11 @@ crash re-answers the command instead of losing it; the coordinator ignores the
 duplicate answer. A reply that fails to publish for a transient reason is not
 acked (the command comes again); one that can never be published (too large) is
 replaced by a ``technical_error`` reply (``reply.undeliverable``).
+
+With tracing on (see :mod:`handlers.tracing`), a command is processed in a consumer
+span continuing the ``traceparent`` of its header (the coordinator's producer
+span), and its reply is published in a producer span whose ``traceparent`` the
+reply carries back. With tracing off, no span is made and no header is parsed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from faststream import AckPolicy, FastStream
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry.trace import SpanKind, TracerProvider
 from pydantic import ValidationError
 
 from contracts import cloudevents
@@ -32,6 +38,7 @@ from contracts.events import StepCommand
 from handlers.context import CallContext
 from handlers.outcome import CallOutcome
 from handlers.sdk import Service
+from handlers.tracing import context_from, current_trace_headers, kafka_attributes, tracer_of
 
 logger = logging.getLogger(__name__)
 
@@ -181,26 +188,47 @@ def build_worker(
     bootstrap_servers: str,
     group_id: str | None = None,
     dead_letter_topic: str = "orchestrator.dlq",
+    tracer_provider: TracerProvider | None = None,
 ) -> tuple[KafkaBroker, FastStream]:
-    """Build the FastStream broker and app that serve ``service`` over Kafka."""
+    """Build the FastStream broker and app that serve ``service`` over Kafka.
+
+    ``tracer_provider``: where its spans go (default: the global provider; tracing
+    is off unless that is an SDK provider).
+    """
+    tracer = tracer_of(tracer_provider)
+    group = group_id or f"adapter.{service.name}"
     # Per-message access logs at DEBUG: at INFO they cost more than the work.
     broker = KafkaBroker(
         bootstrap_servers, acks="all", enable_idempotence=True, log_level=logging.DEBUG
     )
     source = f"urn:orchestrator:adapter:{service.name}"
 
-    async def publish(reply: Reply) -> None:
+    async def send(reply: Reply, headers: dict[str, str]) -> None:
         await broker.publish(
-            reply.value,
-            reply.topic,
-            key=reply.key,
-            partition=reply.partition,
-            headers=reply.headers,
+            reply.value, reply.topic, key=reply.key, partition=reply.partition, headers=headers
         )
+
+    async def publish(reply: Reply) -> None:
+        if tracer is None:
+            await send(reply, reply.headers)
+            return
+        with tracer.start_as_current_span(
+            f"send {reply.topic}",
+            kind=SpanKind.PRODUCER,
+            attributes=kafka_attributes(
+                operation="send",
+                topic=reply.topic,
+                key=reply.request_id,
+                partition=reply.partition,
+                message_id=f"{reply.correlation_id}:reply",
+            ),
+        ):
+            # The reply carries the context back to the coordinator.
+            await send(reply, {**reply.headers, **current_trace_headers()})
 
     @broker.subscriber(
         service.command_topic,
-        group_id=group_id or f"adapter.{service.name}",
+        group_id=group,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK,
         # The broker answers a fetch as soon as a command arrives; this only
@@ -212,6 +240,26 @@ def build_worker(
         record = raw[0] if isinstance(raw, tuple) else raw
         value: bytes = record.value or b""
         headers = cloudevents.headers_to_dict(record.headers)
+        if tracer is None:
+            await handle(record, value, headers)
+            return
+        with tracer.start_as_current_span(
+            f"process {record.topic}",
+            context=context_from(headers),
+            kind=SpanKind.CONSUMER,
+            attributes=kafka_attributes(
+                operation="process",
+                topic=record.topic,
+                key=record.key.decode(errors="replace") if record.key else None,
+                partition=record.partition,
+                offset=record.offset,
+                message_id=headers.get(cloudevents.ID),
+                group=group,
+            ),
+        ):
+            await handle(record, value, headers)
+
+    async def handle(record: Any, value: bytes, headers: dict[str, str]) -> None:
         answer = await answer_command(service, value=value, headers=headers, source=source)
         if isinstance(answer, Reply):
             try:

@@ -3,7 +3,8 @@
 One Python process uses one core; scaling out on one machine is running more
 coordinators in the same group (the group spreads the partitions, the changelog
 moves their sagas). This starts N children, each a plain ``orchestrator run`` with
-its own static member id (``<ORCH_GROUP_INSTANCE_ID>-<n>`` when that is set), passes
+its own static member id (``<ORCH_GROUP_INSTANCE_ID>-<n>`` when that is set) and its
+own metrics port (``ORCH_METRICS_PORT + n - 1`` when that is set), passes
 SIGINT/SIGTERM on to each by its pid, and waits for them. If a child ends by itself
 the others are stopped too and the exit status is 1, so the supervisor above (systemd,
 Kubernetes) restarts the whole set and the changelog resumes every saga.
@@ -25,11 +26,15 @@ EXIT_ERROR = 1
 async def supervise(flows: Path, *, processes: int, log_level: str) -> int:
     """Run ``processes`` coordinators on ``flows`` until a signal or a child's end."""
     base_id = os.environ.get("ORCH_GROUP_INSTANCE_ID", "")
+    # Validated by the caller's settings; each child needs a port of its own.
+    metrics_port = int(os.environ.get("ORCH_METRICS_PORT") or 0)
     children = []
     for number in range(1, processes + 1):
         env = dict(os.environ)
         if base_id:
             env["ORCH_GROUP_INSTANCE_ID"] = f"{base_id}-{number}"
+        if metrics_port:
+            env["ORCH_METRICS_PORT"] = str(metrics_port + number - 1)
         children.append(
             await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+from opentelemetry.trace import TracerProvider
 
 from contracts.catalog import HttpService, KafkaService, command_topic_of
 from handlers.context import CallContext
@@ -82,12 +83,23 @@ class Routes(dict[str, InProcessAdapter | KafkaRoute]):
         self.cached: dict[tuple[str, str], int] = dict(cached or {})
 
 
-def build_routes(catalog: LoadedCatalog, *, http_client: httpx.AsyncClient) -> Routes:
-    """One route per service of the catalog, with the catalog's cached operations."""
+def build_routes(
+    catalog: LoadedCatalog,
+    *,
+    http_client: httpx.AsyncClient,
+    tracer_provider: TracerProvider | None = None,
+) -> Routes:
+    """One route per service of the catalog, with the catalog's cached operations.
+
+    ``tracer_provider`` (tracing on) gives services with a pool of their own HTTP
+    client spans too; the shared ``http_client`` is built with them already.
+    """
     routes = Routes(cached=catalog.cached_operations())
     for name, definition in catalog.catalog.services.items():
         if isinstance(definition, HttpService):
-            routes[name] = HttpAdapter(name, definition, client=http_client)
+            routes[name] = HttpAdapter(
+                name, definition, client=http_client, tracer_provider=tracer_provider
+            )
         elif isinstance(definition, KafkaService):
             routes[name] = KafkaRoute(command_topic_of(name, definition))
         else:

@@ -24,6 +24,11 @@ Delivery guarantees encoded here:
 - Requests, replies and the changelog are co-partitioned (same counts, range
   assignor): the partition a step command names for its reply, and the changelog
   partition of a saga, belong to the instance that runs the saga.
+
+Every coordinator counts its :attr:`SagaCoordinator.metrics` (served at
+``/metrics`` when ``metrics_port`` is set); with tracing on (an SDK tracer provider,
+see :mod:`handlers.tracing`) each saga keeps its spans in its shell object
+(:mod:`orchestrator.runtime.tracing`), and with tracing off it keeps None.
 """
 
 from __future__ import annotations
@@ -46,12 +51,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import TracerProvider
 from pydantic import ValidationError
 
 from contracts import cloudevents
 from contracts.events import StepReply
 from contracts.flow import FlowDefinition
 from handlers.http import build_http_client
+from handlers.tracing import TRACEPARENT, provider_of, tracer_of
 from orchestrator.errors import FlowLoadError
 from orchestrator.flow import CompiledFlow, compile_flow
 from orchestrator.flow_files import FlowRegistry
@@ -62,6 +69,7 @@ from orchestrator.runtime.collector import CollectorPolicy
 from orchestrator.runtime.crash import crash
 from orchestrator.runtime.dispatcher import CallDispatcher
 from orchestrator.runtime.intake import RejectedRequest, admit, request_id_of
+from orchestrator.runtime.metrics import CoordinatorMetrics, MetricsServer
 from orchestrator.runtime.outbox import Countdown, Outbox
 from orchestrator.runtime.partitions import PartitionBook
 from orchestrator.runtime.publisher import Publisher
@@ -72,9 +80,11 @@ from orchestrator.runtime.records import (
     result_record,
 )
 from orchestrator.runtime.topics import check_topics
+from orchestrator.runtime.tracing import SagaSpans, SagaTracer
 from orchestrator.saga import (
     ArmTimer,
     CallReplied,
+    CallTimedOut,
     DispatchCall,
     EventIgnored,
     PublishResult,
@@ -96,6 +106,7 @@ INTERNAL_ERROR = "orchestrator.internal_error"
 FLOW_CHANGED = "flow.changed"
 _MARKER_SWEEP_MS = 60_000
 _PRUNE_TIMERS_AT = 10_000
+_LAG_INTERVAL_MS = 1_000
 
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
@@ -125,6 +136,26 @@ def _all(callbacks: list[Callable[[], None]]) -> Callable[[], None]:
     return run_all
 
 
+def _http_client(
+    settings: CoordinatorSettings,
+    given: httpx.AsyncClient | None,
+    provider: TracerProvider | None,
+) -> httpx.AsyncClient:
+    """The shared client (client spans from aiohttp's hooks when tracing is on), or the
+    one given (httpx's instrumentation when tracing is on)."""
+    if given is None:
+        return build_http_client(
+            max_connections=settings.http_max_connections,
+            max_keepalive=settings.http_max_keepalive,
+            tracer_provider=provider,
+        )
+    if provider is not None:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor.instrument_client(given, tracer_provider=provider)
+    return given
+
+
 def _where(partition: TopicPartition, offset: int) -> str:
     return f"{partition.topic}[{partition.partition}]@{offset}"
 
@@ -145,6 +176,8 @@ class _Saga:
     staged: _Staged | None = None
     """Records decided but not yet handed to the changelog writer (write-behind);
     None most of the time (a saga in flight costs no empty lists)."""
+    trace: SagaSpans | None = None
+    """Its open spans; None when tracing is off."""
 
 
 @dataclass(slots=True)
@@ -163,6 +196,11 @@ class SagaCoordinator:
 
         async with SagaCoordinator(registry=load_flows(path), settings=settings) as c:
             await stop_event.wait()   # or: await c.failed
+
+    ``http_client``: a custom client instead of the shared pooled one (httpx's
+    instrumentation traces it when tracing is on). ``tracer_provider``: where the
+    sagas' spans go (default: the global provider; tracing is off unless that is an
+    OpenTelemetry SDK provider, see :func:`handlers.tracing.configure_from_env`).
     """
 
     def __init__(
@@ -172,22 +210,52 @@ class SagaCoordinator:
         settings: CoordinatorSettings,
         http_client: httpx.AsyncClient | None = None,
         clock: Clock = system_clock,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self._clock = clock
+        # Tracing is decided once, here: off (None) unless the given or the global
+        # provider is an SDK one. Nothing on the hot path asks again.
+        provider = provider_of(tracer_provider)
+        tracer = tracer_of(provider) if provider is not None else None
+        self._tracer = SagaTracer(tracer, settings=settings) if tracer is not None else None
         self._owns_http_client = http_client is None
-        self._http = http_client or build_http_client(
-            max_connections=settings.http_max_connections,
-            max_keepalive=settings.http_max_keepalive,
+        self._http = _http_client(settings, http_client, provider)
+        self._routes = build_routes(
+            registry.catalog, http_client=self._http, tracer_provider=provider
         )
-        self._routes = build_routes(registry.catalog, http_client=self._http)
+        self.metrics = CoordinatorMetrics()
+        """This instance's Prometheus metrics (its own registry)."""
+        self._metrics_server = (
+            MetricsServer(
+                self.metrics.registry, host=settings.metrics_host, port=settings.metrics_port
+            )
+            if settings.metrics_port
+            else None
+        )
         self._runs = itertools.count(1)
         self._sagas: dict[str, _Saga] = {}
         self._outbox = Outbox(clock=clock)
         self._partitions = PartitionBook(request_topic=settings.request_topic)
         self._dispatcher = CallDispatcher(
-            routes=self._routes, settings=settings, clock=clock, deliver=self._deliver
+            routes=self._routes,
+            settings=settings,
+            clock=clock,
+            deliver=self._deliver,
+            metrics=self.metrics,
+            tracer=tracer,
+        )
+        cache = self._dispatcher.call_cache
+        self.metrics.watch(
+            sagas=lambda: len(self._sagas),
+            calls=lambda: self._dispatcher.calls_in_flight,
+            cache=lambda: {
+                "hit": cache.hits,
+                "miss": cache.misses,
+                "coalesced": cache.coalesced,
+                "eviction": cache.evictions,
+            },
         )
         self._fingerprints = {
             name: changelog.fingerprint(flow) for name, flow in registry.flows.items()
@@ -254,6 +322,8 @@ class SagaCoordinator:
 
     async def _start(self) -> None:
         settings = self.settings
+        if self._metrics_server is not None:
+            self._metrics_server.start()
         await self._check_topics()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers,
@@ -326,6 +396,7 @@ class SagaCoordinator:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self._hand_over(list(self._sagas.values()), "stopped")
         self._sagas.clear()
         await self._dispatcher.aclose()
         # Answers first: each one that lands records its saga's end in the changelog
@@ -363,8 +434,25 @@ class SagaCoordinator:
         await close_routes(self._routes)
         if self._owns_http_client:
             await self._http.aclose()
+        if self._metrics_server is not None:
+            # Its shutdown waits for the server thread's poll (up to half a second).
+            await asyncio.to_thread(self._metrics_server.stop)
         if not self.failed.done():
             self.failed.set_result(None)
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port ``/metrics`` is served on, or None when it is off."""
+        return None if self._metrics_server is None else self._metrics_server.port
+
+    def _hand_over(self, sagas: list[_Saga], why: str) -> None:
+        """End the spans of sagas leaving this instance without a result."""
+        if self._tracer is None:
+            return
+        for saga in sagas:
+            if saga.trace is not None:
+                saga.trace.end(why)
+                saga.trace = None
 
     async def _check_topics(self) -> None:
         settings = self.settings
@@ -458,16 +546,33 @@ class SagaCoordinator:
         last_sweep = self._clock()
         # Not ``while True``: a cancellation that lands as a commit completes can be
         # lost inside asyncio.wait_for (Python < 3.12), and a stop must not hang.
+        last_lag = 0
         while self._running:
             await asyncio.sleep(self.settings.commit_interval_ms / 1000)
             await self._partitions.commit(self._consumer)
             now = self._clock()
+            if now - last_lag >= _LAG_INTERVAL_MS:
+                last_lag = now
+                await self._measure_lag(self._consumer)
             self._collector.tick(now)
             if now - last_sweep >= _MARKER_SWEEP_MS:
                 last_sweep = now
                 self._expire_markers(now)
             if len(self._dispatcher.deadlines) > max(_PRUNE_TIMERS_AT, 4 * len(self._sagas)):
                 self._dispatcher.prune(self._alive)
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Consumer lag per assigned partition: its high watermark minus our position."""
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue  # nothing fetched from it yet
+            try:
+                # Known at once once fetched; bounded, as aiokafka waits for a reset.
+                position = await asyncio.wait_for(consumer.position(partition), timeout=1.0)
+            except (KafkaError, AssertionError, TimeoutError):
+                continue  # revoked or reset meanwhile; measured again next time
+            self.metrics.set_lag(partition.topic, partition.partition, max(highwater - position, 0))
 
     def _alive(self, request_id: str, run: int) -> bool:
         saga = self._sagas.get(request_id)
@@ -497,22 +602,30 @@ class SagaCoordinator:
         )
         saga = _Saga(state=state, flow=flow, partition=partition, run=next(self._runs))
         self._sagas[request_id] = saga
+        self.metrics.saga_started(flow.name)
+        if self._tracer is not None:
+            saga.trace = self._tracer.request(
+                flow=flow.name,
+                request_id=request_id,
+                headers=headers,
+                partition=partition.partition,
+                offset=record.offset,
+            )
         flow_records = self._flow_records(partition.partition, flow)
         if flow_records:
             # Written at once, never dropped: later sagas' starts name it.
             self._record(partition.partition, flow_records, None)
-        records = changelog.split(
-            changelog.saga_key(request_id),
-            orjson.dumps(
-                {
-                    "flow": flow.name,
-                    "fingerprint": self._fingerprints[flow.name],
-                    "version": flow.version,
-                    "input": decision.input,
-                    "started_ms": state.started_ms,
-                }
-            ),
-        )
+        start = {
+            "flow": flow.name,
+            "fingerprint": self._fingerprints[flow.name],
+            "version": flow.version,
+            "input": decision.input,
+            "started_ms": state.started_ms,
+        }
+        if saga.trace is not None and TRACEPARENT in headers:
+            # So that a resumed saga stays in the request's trace.
+            start[TRACEPARENT] = headers[TRACEPARENT]
+        records = changelog.split(changelog.saga_key(request_id), orjson.dumps(start))
         offset = record.offset
 
         def recorded() -> None:
@@ -649,6 +762,7 @@ class SagaCoordinator:
         answer = request_id is not None and not self._answered(request_id, partition.partition)
         countdown = Countdown(2 if answer else 1, lambda: offsets.finish(offset))
         dead = self._dead_letter(partition, record, code=rejected.code, reason=rejected.message)
+        self.metrics.dead_lettered(rejected.code)
         self._outbox.send(
             [dead],
             answers=None,
@@ -706,6 +820,7 @@ class SagaCoordinator:
             reason = f"not a valid step reply: {str(error).splitlines()[0]}"
             logger.warning("dead-lettering reply %s@%d: %s", partition, record.offset, reason)
             dead = self._dead_letter(partition, record, code="reply.invalid", reason=reason)
+            self.metrics.dead_lettered("reply.invalid")
             offset = record.offset
             self._outbox.send(
                 [dead],
@@ -716,6 +831,24 @@ class SagaCoordinator:
             )
             return
         offset = record.offset
+        self._dispatcher.replied(
+            request_id,
+            call,
+            attempt,
+            status=reply.status,
+            error_code=reply.error.code if reply.error else None,
+        )
+        if self._tracer is not None:
+            saga = self._sagas.get(request_id)
+            if saga is not None and saga.trace is not None:
+                saga.trace.reply_received(
+                    call=call,
+                    attempt=attempt,
+                    headers=cloudevents.headers_to_dict(record.headers),
+                    topic=partition.topic,
+                    partition=partition.partition,
+                    offset=offset,
+                )
         self._deliver(
             request_id,
             CallReplied(
@@ -756,6 +889,8 @@ class SagaCoordinator:
             return
         try:
             _, actions = decide(saga.flow, saga.state, event)
+            if saga.trace is not None and isinstance(event, CallReplied | CallTimedOut):
+                saga.trace.call_ended(event)
             if all(isinstance(action, EventIgnored) for action in actions) and actions:
                 if recorded is not None:
                     recorded()
@@ -777,14 +912,24 @@ class SagaCoordinator:
         # Counted for the metrics; logged at debug, once per reply: a late reply
         # is routine after a timeout and must never cost more than this.
         self.ignored_replies[reason] += 1
+        self.metrics.ignored(reason)
         logger.debug("ignored a reply for %s call %s: %s", request_id, call, reason)
 
     def _carry_out_safely(self, saga: _Saga, actions: list[SagaAction]) -> None:
         try:
             for action in actions:
                 if isinstance(action, DispatchCall):
+                    if action.attempt > 1:
+                        self.metrics.retried(action.flow, action.step)
+                    elif action.call.endswith(UNDO_SUFFIX):
+                        self.metrics.compensating(action.flow, action.step)
                     self._dispatcher.dispatch(
-                        action, reply_partition=saga.partition.partition, run=saga.run
+                        action,
+                        reply_partition=saga.partition.partition,
+                        run=saga.run,
+                        trace_context=(
+                            None if saga.trace is None else saga.trace.call_dispatched(action)
+                        ),
                     )
                     if self._crash_at == "mid-compensation" and action.call.endswith(UNDO_SUFFIX):
                         self._crash_soon()
@@ -835,18 +980,35 @@ class SagaCoordinator:
         del self._sagas[request_id]
         self._dispatcher.cancel(request_id)
         partition = saga.partition.partition
+        self.metrics.saga_finished(
+            saga.flow.name,
+            status=result["status"],
+            complete=result["complete"],
+            duration_s=(result["finished_at_ms"] - result["started_at_ms"]) / 1000,
+        )
         try:
             records = [self._result_record(result, partition)]
         except (TypeError, ValueError) as error:  # orjson.JSONEncodeError is a TypeError
             logger.error("the result of %s is not encodable: %s", request_id, error)
             records = []
-        self._send_result(
-            request_id,
-            partition,
-            records,
-            flow=saga.flow.name,
-            then=lambda: self._mark_finished(request_id, partition, saga.keys, waiting),
-        )
+        spans = saga.trace
+        if spans is None:
+            self._send_result(
+                request_id,
+                partition,
+                records,
+                flow=saga.flow.name,
+                then=lambda: self._mark_finished(request_id, partition, saga.keys, waiting),
+            )
+            return
+        trace_headers = spans.result(result, topic=self.settings.result_topic, partition=partition)
+        records = [dataclasses.replace(r, headers=[*r.headers, *trace_headers]) for r in records]
+
+        def sent() -> None:
+            spans.result_sent()
+            self._mark_finished(request_id, partition, saga.keys, waiting)
+
+        self._send_result(request_id, partition, records, flow=saga.flow.name, then=sent)
 
     def _send_result(
         self,
@@ -944,6 +1106,7 @@ class SagaCoordinator:
             if saga.partition.partition in numbers:
                 del self._sagas[request_id]
                 self._dispatcher.cancel(request_id)
+                self._hand_over([saga], "revoked")
         # 2. What they already published or recorded lands (or fails) before the
         #    partitions go: the next owner reads it back. (A stop has done this
         #    already, and its writer is gone.)
@@ -955,6 +1118,8 @@ class SagaCoordinator:
         if self._consumer is not None:
             await self._partitions.commit(self._consumer)
         self._partitions.forget(revoked)
+        for partition in revoked:
+            self.metrics.forget_partition(partition.topic, partition.partition)
         for number in numbers:
             self._finished.pop(number, None)
 
@@ -1084,6 +1249,14 @@ class SagaCoordinator:
         )
         self._sagas[request_id] = saga
         self.restored_sagas += 1
+        self.metrics.restored.inc()
+        if self._tracer is not None:
+            saga.trace = self._tracer.resumed(
+                flow=flow.name,
+                request_id=request_id,
+                partition=number,
+                traceparent=header.get(TRACEPARENT),
+            )
         if replayed.result is not None:
             self._publish_result(saga, replayed.result)
             return

@@ -15,6 +15,14 @@ Calls of an HTTP service beyond its connection pool's size wait in its
 :class:`~orchestrator.runtime.bulkhead.Bulkheads` lane, and their deadline is armed
 only once they start, so waiting for a connection never counts against a timeout.
 (Cached calls skip the lane: most of them are answered without a connection.)
+
+Each attempt's duration (dispatch to answer) and error code are counted in the
+coordinator's :class:`~orchestrator.runtime.metrics.CoordinatorMetrics`: in the
+call's own task for in-process calls; for step commands, from the send to the
+reply (:meth:`CallDispatcher.replied`), keyed by (request id, call, attempt) until
+the reply or the call's deadline. With tracing on, a call runs in its step span's
+context (client spans nest under it) and a step command gets a producer span whose
+``traceparent`` travels in the command's headers.
 """
 
 from __future__ import annotations
@@ -23,15 +31,22 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Tracer, set_span_in_context
 
 from handlers.context import CallContext
 from handlers.http import HttpAdapter
 from handlers.outcome import CallOutcome
+from handlers.tracing import kafka_attributes, kafka_trace_headers
 from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute, Routes
 from orchestrator.runtime.bulkhead import Bulkheads
 from orchestrator.runtime.call_cache import CallCache
+from orchestrator.runtime.metrics import CoordinatorMetrics
 from orchestrator.runtime.publisher import Publisher
 from orchestrator.runtime.records import command_record
 from orchestrator.runtime.timers import DeadlineHeap
@@ -69,6 +84,8 @@ class CallDispatcher:
         settings: CoordinatorSettings,
         clock: Callable[[], int],
         deliver: Deliver,
+        metrics: CoordinatorMetrics | None = None,
+        tracer: Tracer | None = None,
         call_cache: CallCache | None = None,
     ) -> None:
         self.publisher: Publisher | None = None
@@ -86,6 +103,11 @@ class CallDispatcher:
         self._settings = settings
         self._clock = clock
         self._deliver = deliver
+        self._metrics = CoordinatorMetrics() if metrics is None else metrics
+        self._tracer = tracer
+        self._sent: dict[tuple[str, str, int], tuple[int, str, str, int]] = {}
+        """Step commands awaiting their reply, by (request id, call, attempt): when
+        they were sent (monotonic ns), service, operation and run."""
         self._deadline_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._calls: dict[str, set[asyncio.Task[None]]] = {}
@@ -104,11 +126,28 @@ class CallDispatcher:
         (:class:`CallCache`) holds no connection and is not counted."""
         return len(self._tasks) - self.call_cache.joined_waiters
 
-    def dispatch(self, action: DispatchCall, *, reply_partition: int, run: int) -> None:
-        """Start one call and arm its deadline."""
+    def dispatch(
+        self,
+        action: DispatchCall,
+        *,
+        reply_partition: int,
+        run: int,
+        trace_context: Context | None = None,
+    ) -> None:
+        """Start one call and arm its deadline (``trace_context``: its step span's)."""
         route = self._routes[action.service]
         if isinstance(route, KafkaRoute):
-            self._spawn(self._send_command(action, route, reply_partition=reply_partition))
+            self._sent[(action.request_id, action.call, action.attempt)] = (
+                time.monotonic_ns(),
+                action.service,
+                action.operation,
+                run,
+            )
+            self._spawn(
+                self._send_command(
+                    action, route, reply_partition=reply_partition, trace_context=trace_context
+                )
+            )
         else:
             cache_ttl_ms = (
                 self._cached.get((action.service, action.operation)) if self._cached else None
@@ -116,9 +155,11 @@ class CallDispatcher:
             holds_slot = cache_ttl_ms is None and self.bulkheads.try_enter(action.service)
             queued = cache_ttl_ms is None and not holds_slot
             task = self._spawn(
-                self._call_when_free(route, action, run=run)
+                self._call_when_free(route, action, run=run, trace_context=trace_context)
                 if queued
-                else self._call_in_process(route, action, run=run, cache_ttl_ms=cache_ttl_ms)
+                else self._call_in_process(
+                    route, action, run=run, cache_ttl_ms=cache_ttl_ms, trace_context=trace_context
+                )
             )
             if holds_slot:
                 # A done callback, not a finally: a task cancelled before it first
@@ -163,6 +204,8 @@ class CallDispatcher:
             for deadline in self.deadlines.pop_due(now):
                 event: SagaEvent
                 if deadline.kind == "call":
+                    if self._sent:
+                        self._unanswered(deadline.request_id, deadline.call, deadline.attempt)
                     event = CallTimedOut(call=deadline.call, attempt=deadline.attempt, at_ms=now)
                 elif deadline.kind == "retry":
                     event = RetryDue(call=deadline.call, attempt=deadline.attempt, at_ms=now)
@@ -177,6 +220,23 @@ class CallDispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._deadline_changed.wait(), timeout=wait_s)
 
+    def replied(
+        self, request_id: str, call: str, attempt: int, *, status: str, error_code: str | None
+    ) -> None:
+        """A step command's reply came: count its duration and outcome."""
+        sent = self._sent.pop((request_id, call, attempt), None)
+        if sent is None:
+            return  # a duplicate, or a reply after the deadline
+        started_ns, service, operation, _ = sent
+        self._metrics.call_answered(service, operation, (time.monotonic_ns() - started_ns) / 1e9)
+        if status != "ok":
+            self._metrics.call_failed(service, operation, error_code or status)
+
+    def _unanswered(self, request_id: str, call: str, attempt: int) -> None:
+        sent = self._sent.pop((request_id, call, attempt), None)
+        if sent is not None:
+            self._metrics.call_failed(sent[1], sent[2], "step.timeout")
+
     def cancel(self, request_id: str) -> None:
         """Cancel the in-process calls of a saga that ended or moved away.
 
@@ -189,6 +249,7 @@ class CallDispatcher:
     def prune(self, alive: Callable[[str, int], bool]) -> None:
         """Drop timers of sagas that are gone, once they outnumber the live ones."""
         self.deadlines.prune(lambda deadline: alive(deadline.request_id, deadline.run))
+        self._sent = {key: sent for key, sent in self._sent.items() if alive(key[0], sent[3])}
 
     def _call_done(self, request_id: str, task: asyncio.Task[None]) -> None:
         calls = self._calls.get(request_id)
@@ -205,9 +266,15 @@ class CallDispatcher:
         await self.call_cache.aclose()
 
     async def _send_command(
-        self, action: DispatchCall, route: KafkaRoute, *, reply_partition: int
+        self,
+        action: DispatchCall,
+        route: KafkaRoute,
+        *,
+        reply_partition: int,
+        trace_context: Context | None,
     ) -> None:
         assert self.publisher is not None
+        span = None
         try:
             record = command_record(
                 action,
@@ -217,13 +284,37 @@ class CallDispatcher:
                 source=self._settings.source,
                 now_ms=self._clock(),
             )
+            if trace_context is not None and self._tracer is not None:
+                span = self._tracer.start_span(
+                    f"send {route.command_topic}",
+                    context=trace_context,
+                    kind=SpanKind.PRODUCER,
+                    attributes=kafka_attributes(
+                        operation="send",
+                        topic=route.command_topic,
+                        key=action.request_id,
+                        message_id=action.correlation_id,
+                    ),
+                )
+                record = dataclasses.replace(
+                    record,
+                    headers=[*record.headers, *kafka_trace_headers(set_span_in_context(span))],
+                )
             await self.publisher.send([record])
         except Exception:
             # The deadline will fail the call; nothing else waits on this record.
             logger.exception("could not send the command %s", action.correlation_id)
+        finally:
+            if span is not None:
+                span.end()
 
     async def _call_when_free(
-        self, adapter: InProcessAdapter, action: DispatchCall, *, run: int
+        self,
+        adapter: InProcessAdapter,
+        action: DispatchCall,
+        *,
+        run: int,
+        trace_context: Context | None,
     ) -> None:
         """Wait for a slot of the service, then make the call with its full timeout."""
         timeout_ms = max(action.deadline_ms - self._clock(), 1)
@@ -231,13 +322,26 @@ class CallDispatcher:
         try:
             started = dataclasses.replace(action, deadline_ms=self._clock() + timeout_ms)
             self._arm_call(started, run=run)
-            await self._call_in_process(adapter, started, run=run, cache_ttl_ms=None)
+            await self._call_in_process(
+                adapter, started, run=run, cache_ttl_ms=None, trace_context=trace_context
+            )
         finally:
             self.bulkheads.leave(action.service)
 
     async def _call_in_process(
-        self, adapter: InProcessAdapter, action: DispatchCall, *, run: int, cache_ttl_ms: int | None
+        self,
+        adapter: InProcessAdapter,
+        action: DispatchCall,
+        *,
+        run: int,
+        cache_ttl_ms: int | None,
+        trace_context: Context | None,
     ) -> None:
+        if trace_context is not None:
+            # This task is the call's own: the adapter's client spans nest under the
+            # step span. (Attached for the task's life; it ends with the call.)
+            otel_context.attach(trace_context)
+        started_ns = time.monotonic_ns()
         if cache_ttl_ms is None:
             outcome = await self._perform(adapter, action)
         else:
@@ -250,6 +354,12 @@ class CallDispatcher:
                 time_left_s=max(action.deadline_ms - self._clock(), 0) / 1000,
                 perform=lambda: self._perform(adapter, action),
             )
+        metrics = self._metrics
+        metrics.call_answered(
+            action.service, action.operation, (time.monotonic_ns() - started_ns) / 1e9
+        )
+        if outcome.status != "ok":
+            metrics.call_failed(action.service, action.operation, outcome.error_code or "")
         self._deliver(
             action.request_id,
             CallReplied.from_outcome(

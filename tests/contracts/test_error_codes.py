@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from contracts.error_codes import ERROR_CODES
+from orchestrator.runtime.tracing import SPAN_ATTRIBUTES
 
 ROOT = Path(__file__).parents[2]
 CODE_LITERAL = re.compile(
@@ -24,6 +25,8 @@ NOT_WIRE_CODES = {
     "flow.invalid",
     "adapter.invalid",
     "input.order_id",
+    # The names of the saga spans' own attributes (tracing), declared in one place.
+    *SPAN_ATTRIBUTES,
 }
 STATUS_CODE = re.compile(r"^http\.\d{3}$")
 """``http.404`` and the like are the registry's ``http.<status>`` and ``http.3xx``."""

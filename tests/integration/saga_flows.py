@@ -44,6 +44,8 @@ class Hit:
     """``time.monotonic()`` when the request reached the route."""
     nth: int
     """1 for the first request to this operation, 2 for the second, ..."""
+    traceparent: str | None = None
+    """The W3C ``traceparent`` header, when the call was traced."""
 
 
 Behaviour = Callable[[Hit], RouteResult]
@@ -106,6 +108,7 @@ class RecordingServer:
                 body=call.body,
                 arrived=time.monotonic(),
                 nth=1 + sum(1 for seen in self.hits if seen.operation == operation),
+                traceparent=call.headers.get("traceparent"),
             )
             self.hits.append(hit)
             self.in_flight += 1
