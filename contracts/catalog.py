@@ -61,6 +61,9 @@ class HttpOperation(Contract):
 
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+ENV_OR_HTTP_URL_PATTERN = r"^(https?://|\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\})"
+"""What a ``base_url`` in a catalog file may start with: a URL, or an environment
+reference (``${VAR}``, ``${VAR:-default}``) that the loader expands before checking."""
 
 
 class HttpService(Contract):
@@ -71,7 +74,13 @@ class HttpService(Contract):
     """
 
     kind: Literal["http"]
-    base_url: str = Field(pattern=r"^https?://")
+    base_url: str = Field(
+        pattern=r"^https?://",
+        # The file may hold an environment reference, expanded before this is checked.
+        json_schema_extra={"pattern": ENV_OR_HTTP_URL_PATTERN},
+        description="http(s) URL, or an environment reference such as "
+        "'${ORDERS_URL:-http://127.0.0.1:8101}'.",
+    )
     headers: dict[str, str] = Field(default_factory=dict)
     operations: dict[str, HttpOperation] = Field(min_length=1)
     max_response_bytes: int = Field(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, JsonValue, StringConstraints
 from typing_extensions import TypeAliasType
 
 from contracts.base import Contract
@@ -172,5 +172,13 @@ class FlowDefinition(Contract):
         description="JSON Schema (2020-12) the request input must satisfy.",
     )
     defaults: FlowDefaults = Field(default_factory=FlowDefaults)
-    steps: dict[StepName, StepDefinition] = Field(min_length=1)
+    steps: dict[StepName, StepDefinition] = Field(
+        min_length=1,
+        # The key pattern alone renders as patternProperties, which let any other key
+        # through: the file schema refuses every step name the loader refuses.
+        json_schema_extra={
+            "additionalProperties": False,
+            "propertyNames": {"not": {"enum": list[JsonValue](sorted(RESERVED_NAMES))}},
+        },
+    )
     result: Mapping = Field(description="Composes the result data from input and step outputs.")
