@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: demo check lint typecheck test schemas bench bench-quick chaos clean
+.PHONY: demo check lint typecheck test browser schemas bench bench-quick chaos clean
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -29,8 +29,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest
+
+## browser: Debian's chromium for the timeline page's browser test (apt-get, once)
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then \
+		echo "chromium: $(CHROMIUM) is installed"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "chromium: installing Debian's chromium package with apt-get (for the timeline page's browser test)"; \
+		(apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium: apt-get failed; the browser test will be skipped"; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+		echo "chromium: installing Debian's chromium package with sudo apt-get (for the timeline page's browser test)"; \
+		(sudo apt-get update -qq && sudo apt-get install -y -qq chromium) || echo "chromium: apt-get failed; the browser test will be skipped"; \
+	else \
+		echo "chromium: $(CHROMIUM) is missing and cannot be installed here (needs apt-get and root or sudo); the browser test will be skipped"; \
+	fi
 
 ## schemas: re-export contracts/schemas/*.json after changing a contract
 schemas: $(STAMP)

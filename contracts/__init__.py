@@ -12,6 +12,8 @@ from contracts.catalog import (
     command_topic_of,
 )
 from contracts.events import (
+    CallTiming,
+    CompensationTiming,
     ErrorDetail,
     ReplyError,
     RequestEvent,
@@ -31,7 +33,9 @@ from contracts.flow import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CallTiming",
     "CompensationDefinition",
+    "CompensationTiming",
     "Contract",
     "ErrorDetail",
     "FlowDefaults",

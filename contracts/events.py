@@ -15,8 +15,9 @@ from contracts.base import Contract
 
 RequestId = str
 
-RESULT_SCHEMA_VERSION = 2
-"""Results are at version 2 (additive over 1); the other events are at 1."""
+RESULT_SCHEMA_VERSION = 3
+"""Results are at version 3 (additive over 2, which is additive over 1); the other
+events are at 1."""
 
 
 class RequestEvent(Contract):
@@ -127,6 +128,53 @@ saga failed before all of them finished (retries and queued calls were dropped).
 ResultStatus = Literal["completed", "failed", "compensation_failed"]
 
 
+CallOutcome = Literal["ok", "failed", "timed_out", "cancelled", "not_run", "running"]
+"""How one call ended: as :data:`StepStatus` for one call; ``not_run``: held back by
+the step's ``concurrency`` and never sent; ``running``: not final (only in a result
+of a saga that was cut short)."""
+
+MAX_TIMED_CALLS_PER_STEP = 20
+"""A step's ``call_timeline`` holds its first calls only, so a result stays small
+however wide a ``for_each`` fans out (``calls`` still counts them all)."""
+
+MAX_TIMED_CALLS = 200
+"""No result holds more timed calls than this, over all its steps."""
+
+
+class CompensationTiming(Contract):
+    """When and how the undo of one call ran. Times are ms since the saga started."""
+
+    started_ms: int | None = Field(description="When its first attempt was sent.")
+    finished_ms: int | None = Field(description="When it ended; None if it never did.")
+    attempts: int = Field(ge=0)
+    outcome: Literal["ok", "failed", "running"]
+    error_code: str | None = Field(
+        default=None, description="Why it failed, e.g. 'compensation.failed'."
+    )
+
+
+class CallTiming(Contract):
+    """When and how one call of a step ran, for a time axis.
+
+    Times are milliseconds since the saga started (``started_at_ms`` of the result).
+    """
+
+    call: str = Field(description="The step name, or '<step>#<index>' for a for_each call.")
+    started_ms: int | None = Field(
+        description="When the call began (its first attempt was sent, or it took the "
+        "answer of an identical call); None if it never began."
+    )
+    finished_ms: int | None = Field(description="When it became final; None if it never did.")
+    attempts: int = Field(
+        ge=0, description="Attempts sent (0: it took an identical call's answer)."
+    )
+    outcome: CallOutcome
+    error_code: str | None = Field(default=None, description="Why it failed, e.g. 'step.timeout'.")
+    compensation: CompensationTiming | None = Field(
+        default=None, description="Its undo, if the saga failed and the step has a compensate."
+    )
+
+
 class StepSummary(Contract):
     """How one step of the flow went."""
 
@@ -137,6 +185,18 @@ class StepSummary(Contract):
     attempts: int = Field(default=0, ge=0, description="Attempts made by all its calls.")
     compensated_calls: int = Field(default=0, ge=0, description="Calls undone.")
     duration_ms: int | None = None
+    started_ms: int | None = Field(
+        default=None, description="When the step began, in ms since the saga started."
+    )
+    finished_ms: int | None = Field(
+        default=None, description="When the step finished, in ms since the saga started."
+    )
+    call_timeline: list[CallTiming] = Field(
+        default_factory=list,
+        max_length=MAX_TIMED_CALLS_PER_STEP,
+        description=f"Its first calls (at most {MAX_TIMED_CALLS_PER_STEP} per step, "
+        f"{MAX_TIMED_CALLS} per result) on a time axis.",
+    )
 
 
 class ResultEvent(Contract):
@@ -144,9 +204,11 @@ class ResultEvent(Contract):
 
     Version 2 is additive over version 1: ``complete``, ``flow_version``, the
     ``compensation_failed`` status, more step statuses and per-step ``attempts``.
+    Version 3 is additive over version 2: per-step ``started_ms``/``finished_ms`` and
+    ``call_timeline`` (when each call and its undo ran, for the timeline page).
     """
 
-    schema_version: Literal[1, 2] = 2
+    schema_version: Literal[1, 2, 3] = 3
     request_id: RequestId
     flow: str | None = Field(description="None when the request could not be decoded.")
     flow_version: int | None = Field(

@@ -24,6 +24,7 @@ from typing import Any
 
 from orchestrator.expressions import EvaluationError
 from orchestrator.flow import CompiledFlow, CompiledStep
+from orchestrator.saga import timing
 from orchestrator.saga.messages import (
     ArmTimer,
     CallReplied,
@@ -63,20 +64,21 @@ def fail_saga(
     """Stop forward work; compensate once nothing is in flight. ``state.errors`` says why."""
     state.status = "compensating"
     state.complete = False
-    _withdraw_unsent(state, actions)
+    _withdraw_unsent(state, actions, now_ms=now_ms)
     for step in flow.steps:
         progress = state.steps[step.name]
         if progress.status != "running":
             continue
         for slot, code in enumerate(progress.calls):
             if code in _STOPPED:
+                timing.ended(progress.times, slot, now_ms)
                 progress.calls[slot] = CANCELLED
                 progress.cancelled += 1
                 progress.open -= 1
     after_call(flow, state, now_ms=now_ms, actions=actions)
 
 
-def _withdraw_unsent(state: SagaState, actions: list[SagaAction]) -> None:
+def _withdraw_unsent(state: SagaState, actions: list[SagaAction], *, now_ms: int) -> None:
     # Calls decided in this same decision have not left yet: they are not sent
     # at all (no one should be called for a failed request), so they are
     # cancelled rather than awaited.
@@ -90,6 +92,9 @@ def _withdraw_unsent(state: SagaState, actions: list[SagaAction]) -> None:
             progress.cancelled += 1
             progress.open -= 1
             progress.attempts_made -= 1
+            # This attempt never left: the call's count of attempts says so too.
+            progress.attempts[slot] -= 1
+            timing.ended(progress.times, slot, now_ms)
             state.in_flight -= 1
             continue
         if isinstance(action, ArmTimer) and action.kind == "retry":
@@ -133,6 +138,7 @@ def _plan_undo(flow: CompiledFlow, state: SagaState) -> None:
         if progress.undo_open:
             progress.undo = undo
             progress.undo_attempts = [0] * len(undo)
+            progress.undo_times = timing.new_times(len(undo))
 
 
 def _start_ready_undos(
@@ -205,6 +211,7 @@ def _send_undo(
     # The compensation reads the step's own output by its name: for a for_each
     # step, the output of the one call it undoes.
     context[step.name] = progress.results[slot]
+    timing.began(progress.undo_times, slot, now_ms)
     try:
         payload = undo.input.evaluate(context)
     except EvaluationError as error:
@@ -215,6 +222,7 @@ def _send_undo(
             slot,
             code="compensation.input_error",
             message=f"the compensation input of {target} failed: {error}",
+            now_ms=now_ms,
         )
         return
     progress.undo[slot] = UNDO_IN_FLIGHT
@@ -276,6 +284,7 @@ def on_undo_event(
     attempt = attempts[slot]
     if isinstance(event, CallReplied) and event.status == "ok":
         undo[slot] = UNDO_DONE
+        timing.ended(progress.undo_times, slot, event.at_ms)
         progress.compensated += 1
         progress.undo_open -= 1
     else:
@@ -310,6 +319,7 @@ def on_undo_event(
                 f"{compensation.operation} failed after {attempt} attempt(s): {why}"
             ),
             adapter_code=None if reply is None else reply.error_code,
+            now_ms=event.at_ms,
         )
     after_call(flow, state, now_ms=event.at_ms, actions=actions)
 
@@ -322,10 +332,12 @@ def _undo_failed(
     *,
     code: str,
     message: str,
+    now_ms: int,
     adapter_code: str | None = None,
 ) -> None:
     assert progress.undo is not None
     progress.undo[slot] = UNDO_FAILED
+    timing.ended(progress.undo_times, slot, now_ms)
     progress.compensation_failed += 1
     progress.undo_open -= 1
     state.errors.append(

@@ -27,7 +27,7 @@ import orjson
 
 from orchestrator.expressions import EvaluationError
 from orchestrator.flow import CompiledFlow, CompiledStep
-from orchestrator.saga import compensation
+from orchestrator.saga import compensation, timing
 from orchestrator.saga.messages import (
     ArmTimer,
     CallReplied,
@@ -279,6 +279,7 @@ def _settle(
             )
     progress.open -= 1
     progress.busy -= 1
+    timing.ended(progress.times, slot, now_ms)
     if failure is None:
         progress.calls[slot] = SUCCEEDED
         progress.results[slot] = output
@@ -322,6 +323,7 @@ def _fill(
         slot = progress.next_queued
         progress.next_queued += 1
         progress.busy += 1
+        timing.began(progress.times, slot, now_ms)
         _start_call(flow, state, step, progress, slot, now_ms=now_ms, actions=actions)
         if state.status != "running":
             return
@@ -518,6 +520,7 @@ def _start_step(
     progress.calls = [QUEUED] * count
     progress.attempts = [0] * count
     progress.keys = [None] * count if step.shares_calls else None
+    progress.times = timing.new_times(count)
     progress.open = count
     _fill(flow, state, step, progress, now_ms=now_ms, actions=actions)
 

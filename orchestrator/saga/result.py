@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.events import RESULT_SCHEMA_VERSION
+from contracts.events import MAX_TIMED_CALLS, RESULT_SCHEMA_VERSION
 from orchestrator.expressions import EvaluationError
 from orchestrator.flow import CompiledFlow
-from orchestrator.saga.state import SagaState, StepProgress
+from orchestrator.saga import timing
+from orchestrator.saga.state import SagaState, StepProgress, call_id
 
 
 def step_error(
@@ -47,6 +48,8 @@ def build_result(
 ) -> dict[str, Any]:
     """The result event of a saga that has ended with ``status``."""
     steps = []
+    codes = timing.error_codes(state)
+    budget = MAX_TIMED_CALLS
     for step in flow.steps:
         progress = state.steps[step.name]
         duration = (
@@ -54,6 +57,10 @@ def build_result(
             if progress.finished_ms is not None and progress.started_ms is not None
             else None
         )
+        timed = len(progress.times) // 2 if progress.times else 0
+        call_ids = [call_id(step.name, None if step.for_each is None else i) for i in range(timed)]
+        timeline = timing.call_timeline(state, progress, call_ids, codes=codes, budget=budget)
+        budget -= len(timeline)
         steps.append(
             {
                 "step": step.name,
@@ -63,6 +70,9 @@ def build_result(
                 "attempts": progress.attempts_made,
                 "compensated_calls": progress.compensated,
                 "duration_ms": duration,
+                "started_ms": _offset(state, progress.started_ms),
+                "finished_ms": _offset(state, progress.finished_ms),
+                "call_timeline": timeline,
             }
         )
     return {
@@ -78,6 +88,10 @@ def build_result(
         "started_at_ms": state.started_ms,
         "finished_at_ms": now_ms,
     }
+
+
+def _offset(state: SagaState, at_ms: int | None) -> int | None:
+    return None if at_ms is None else at_ms - state.started_ms
 
 
 def summary_status(progress: StepProgress) -> str:

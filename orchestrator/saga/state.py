@@ -84,6 +84,10 @@ class StepProgress:
     undo_begun: bool = False
     compensated: int = 0
     compensation_failed: int = 0
+    times: list[int] | None = None
+    """When the first calls began and ended, for the result's ``call_timeline``
+    (see :mod:`~orchestrator.saga.timing`); ``undo_times`` the same for their undo."""
+    undo_times: list[int] | None = None
 
     @property
     def pending(self) -> int:

@@ -14,6 +14,7 @@ from contracts import (
     ServiceCatalog,
     StepCommand,
     StepReply,
+    StepSummary,
     command_topic_of,
 )
 from contracts.catalog import KafkaService
@@ -74,8 +75,8 @@ def test_models_reject_unknown_fields(model: type[BaseModel], data: dict[str, An
 
 @pytest.mark.parametrize(("model", "data"), VALID, ids=IDS)
 def test_models_pin_their_schema_version(model: type[BaseModel], data: dict[str, Any]) -> None:
-    # Results are at version 2 (additive over 1, which still parses); the rest at 1.
-    current = 2 if model is ResultEvent else 1
+    # Results are at version 3 (additive over 2 and 1, which still parse); the rest at 1.
+    current = 3 if model is ResultEvent else 1
     assert model.model_validate(data).model_dump()["schema_version"] == current
     with pytest.raises(ValidationError, match="schema_version"):
         model.model_validate({**data, "schema_version": current + 1})
@@ -95,6 +96,33 @@ def test_a_version_1_result_still_parses() -> None:
     result = ResultEvent.model_validate(old)
 
     assert (result.complete, result.flow_version, result.steps[0].attempts) == (True, None, 0)
+
+
+def test_a_version_2_result_still_parses_without_times() -> None:
+    old = {
+        "schema_version": 2,
+        "request_id": "r-1",
+        "flow": "f",
+        "status": "completed",
+        "started_at_ms": 1,
+        "finished_at_ms": 2,
+        "steps": [{"step": "a", "status": "ok", "calls": 1, "failed_calls": 0, "attempts": 1}],
+    }
+
+    [step] = ResultEvent.model_validate(old).steps
+
+    assert (step.started_ms, step.finished_ms, step.call_timeline) == (None, None, [])
+
+
+def test_a_step_holds_at_most_its_cap_of_timed_calls() -> None:
+    timed = {"call": "a", "started_ms": 0, "finished_ms": 1, "attempts": 1, "outcome": "ok"}
+    step = {"step": "a", "status": "ok", "calls": 30, "failed_calls": 0}
+
+    with pytest.raises(ValidationError, match="at most 20"):
+        StepSummary.model_validate({**step, "call_timeline": [timed] * 21})
+    assert (
+        len(StepSummary.model_validate({**step, "call_timeline": [timed] * 20}).call_timeline) == 20
+    )
 
 
 @pytest.mark.parametrize(
