@@ -2,8 +2,10 @@
 
 ::
 
-    async with OrchestratorClient(settings) as client:
-        result = await client.run("order-details", {"order_id": "o-1"}, timeout_s=30)
+    async with OrchestratorClient(bootstrap_servers="127.0.0.1:9092") as client:
+        result = await client.run("order-details", {"order_id": "o-1"}, timeout=5)
+        request_id = await client.submit("order-details", {"order_id": "o-2"})
+        later = await client.wait_for(request_id, timeout=30)
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from contracts import cloudevents
 from contracts.base import SCHEMA_VERSION
+from handlers.tracing import current_trace_headers
 from orchestrator.errors import SetupError
+from orchestrator.result_readback import ResultReadback, partition_of
 from orchestrator.settings import CoordinatorSettings
 
 MAX_KEPT_RESULTS = 10_000
@@ -41,13 +46,46 @@ class OrchestratorClient:
     One reader task per client reads them and hands each to whoever waits for it
     (a future per waiter), so any number of concurrent :meth:`run` calls share one
     consumer and no waiter polls.
+
+    Args:
+        settings: where Kafka is and which topics to use. Without it, the
+            settings come from the environment (``KAFKA_BOOTSTRAP_SERVERS``,
+            ``ORCH_*``, as ``orchestrator send`` reads them).
+        bootstrap_servers: overrides the settings' brokers.
+        request_topic: overrides the settings' request topic.
+        result_topic: overrides the settings' result topic.
+        source: the CloudEvents ``source`` of the requests it publishes.
+        max_kept_results: how many recent results it remembers.
     """
 
     def __init__(
-        self, settings: CoordinatorSettings, *, source: str = "urn:orchestrator:client"
+        self,
+        settings: CoordinatorSettings | None = None,
+        *,
+        bootstrap_servers: str | None = None,
+        request_topic: str | None = None,
+        result_topic: str | None = None,
+        source: str = "urn:orchestrator:client",
+        max_kept_results: int = MAX_KEPT_RESULTS,
     ) -> None:
+        overrides = {
+            name: value
+            for name, value in (
+                ("bootstrap_servers", bootstrap_servers),
+                ("request_topic", request_topic),
+                ("result_topic", result_topic),
+            )
+            if value is not None
+        }
+        if settings is None:
+            settings = CoordinatorSettings.from_env(None, **overrides)
+        elif overrides:
+            settings = settings.replace(**overrides)
+        if max_kept_results < 1:
+            raise SetupError(f"max_kept_results must be at least 1, got {max_kept_results}.")
         self.settings = settings
         self._source = source
+        self._max_kept = max_kept_results
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
         )
@@ -65,6 +103,11 @@ class OrchestratorClient:
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._reader_error: BaseException | None = None
+        self._readback = ResultReadback(settings.bootstrap_servers, topic=settings.result_topic)
+        self._request_partitions = 0
+        self._started_at: dict[int, int] = {}
+        """The result partitions' end offsets at start: the reader saw everything after."""
+        self._forgot_any = False
 
     async def __aenter__(self) -> OrchestratorClient:
         await self.start()
@@ -74,7 +117,19 @@ class OrchestratorClient:
         await self.stop()
 
     async def start(self) -> None:
-        """Connect, and position the result reader at the end of the result topic."""
+        """Connect, and position the result reader at the end of the result topic.
+
+        Raises:
+            SetupError: the result topic does not exist.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            # Nothing half-open is left behind (aiokafka logs unclosed clients).
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self._producer.start()
         await self._consumer.start()
         topic = self.settings.result_topic
@@ -94,7 +149,20 @@ class OrchestratorClient:
         self._consumer.assign(assigned)
         await self._consumer.seek_to_end(*assigned)
         for partition in assigned:
-            await self._consumer.position(partition)
+            self._started_at[partition.partition] = await self._consumer.position(partition)
+        # As the producer's default partitioner will count them (it fetches the
+        # topic's metadata if need be; the consumer's may not hold this topic).
+        request_topic = self.settings.request_topic
+        try:
+            self._request_partitions = len(
+                await asyncio.wait_for(self._producer.partitions_for(request_topic), 10)
+            )
+        except (TimeoutError, KafkaError):
+            raise SetupError(
+                f"The request topic {request_topic!r} does not exist: start the coordinator "
+                "(`orchestrator run FLOWS`) first, or set ORCH_REQUEST_TOPIC."
+            ) from None
+        await self._readback.start()
         self._reader = asyncio.create_task(self._read_results(), name="result-reader")
 
     async def stop(self) -> None:
@@ -103,8 +171,25 @@ class OrchestratorClient:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
+        await self._readback.stop()
         await self._consumer.stop()
         await self._producer.stop()
+
+    @property
+    def reading(self) -> bool:
+        """Whether the result reader runs (started, not stopped, not failed)."""
+        return self._reader is not None and not self._reader.done()
+
+    async def connected(self, *, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
+        """Whether Kafka answers now: a metadata request succeeds within ``timeout``
+        seconds and the result reader runs (for a readiness probe)."""
+        if not self.reading:
+            return False
+        try:
+            updated = await asyncio.wait_for(self._producer.client.force_metadata_update(), timeout)
+        except (TimeoutError, OSError, KafkaError):
+            return False
+        return bool(updated)
 
     async def _read_results(self) -> None:
         try:
@@ -139,8 +224,13 @@ class OrchestratorClient:
             if not waiter.done():
                 waiter.set_result(result)
 
-    async def send(self, flow: str, input: dict[str, Any], *, request_id: str | None = None) -> str:
-        """Publish one request event; returns its request id."""
+    async def submit(
+        self, flow: str, input: dict[str, Any], *, request_id: str | None = None
+    ) -> str:
+        """Publish one request event; returns its request id (a new UUID by default).
+
+        The same ``request_id`` sent twice runs once and is answered once.
+        """
         request_id = request_id or str(uuid.uuid4())
         payload = {
             "schema_version": SCHEMA_VERSION,
@@ -154,6 +244,8 @@ class OrchestratorClient:
             source=self._source,
             time_ms=time.time_ns() // 1_000_000,
         )
+        # The caller's span (the ingress's, a service's) becomes the saga's parent.
+        headers.extend((name, value.encode()) for name, value in current_trace_headers().items())
         await self._producer.send_and_wait(
             self.settings.request_topic,
             value=orjson.dumps(payload),
@@ -162,12 +254,52 @@ class OrchestratorClient:
         )
         return request_id
 
-    async def wait_for(self, request_id: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
+    send = submit
+    """The former name of :meth:`submit`."""
+
+    def result_of(self, request_id: str) -> dict[str, Any] | None:
+        """The result event of ``request_id`` if the reader has it in memory, else None."""
+        return self._results.get(request_id)
+
+    async def lookup(self, request_id: str, *, window_ms: int) -> dict[str, Any] | None:
+        """The result event of ``request_id``, from memory or read back from Kafka.
+
+        A result the reader did not keep is looked for in the request's result
+        partition among the records written in the last ``window_ms``: only up to
+        where the reader started, unless the reader has since forgotten results.
+        None if there is none (not answered yet, or older than the window).
+        """
+        known = self._results.get(request_id)
+        if known is not None or self._request_partitions == 0:
+            return known
+        partition = partition_of(request_id, self._request_partitions)
+        until = None if self._forgot_any else self._started_at.get(partition)
+        found = await self._readback.find(
+            request_id, partition=partition, window_ms=window_ms, until=until
+        )
+        if found is not None and request_id not in self._results:
+            self._keep(found, time.monotonic())
+        return self._results.get(request_id, found)
+
+    async def wait_for(
+        self,
+        request_id: str,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 (the issue's API: timeout=5, in seconds)
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
         """Return the result event of ``request_id`` (at once if it already came).
 
+        Args:
+            request_id: the request to wait for.
+            timeout: seconds to wait.
+            timeout_s: the former name of ``timeout`` (deprecated; wins when given).
+
         Raises:
-            ResultTimeoutError: no result within ``timeout_s``.
+            ResultTimeoutError: no result within ``timeout`` seconds.
         """
+        if timeout_s is not None:
+            timeout = timeout_s
         known = self._results.get(request_id)
         if known is not None:
             return known
@@ -179,10 +311,10 @@ class OrchestratorClient:
         waiters = self._waiters.setdefault(request_id, [])
         waiters.append(waiter)
         try:
-            return await asyncio.wait_for(waiter, timeout_s)
+            return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             raise ResultTimeoutError(
-                f"No result for request {request_id} within {timeout_s:g} s."
+                f"No result for request {request_id} within {timeout:g} s."
             ) from None
         finally:
             pending = self._waiters.get(request_id)
@@ -194,10 +326,11 @@ class OrchestratorClient:
     def _keep(self, result: dict[str, Any], received_at: float) -> None:
         self._results[result["request_id"]] = result
         self.received_at[result["request_id"]] = received_at
-        while len(self._results) > MAX_KEPT_RESULTS:
+        while len(self._results) > self._max_kept:
             forgotten, _ = self._results.popitem(last=False)
             self.received_at.pop(forgotten, None)
-        del self.duplicates[:-MAX_KEPT_RESULTS]
+            self._forgot_any = True
+        del self.duplicates[: -self._max_kept]
 
     async def run(
         self,
@@ -205,8 +338,21 @@ class OrchestratorClient:
         input: dict[str, Any],
         *,
         request_id: str | None = None,
-        timeout_s: float = 30.0,
+        timeout: float = 30.0,  # noqa: ASYNC109 (the issue's API: timeout=5, in seconds)
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
-        """Send a request and wait for its result."""
-        request_id = await self.send(flow, input, request_id=request_id)
-        return await self.wait_for(request_id, timeout_s=timeout_s)
+        """Send a request and wait for its result event.
+
+        Args:
+            flow: the flow to run.
+            input: the flow's input.
+            request_id: the request id (the idempotency key of the run); a new
+                UUID by default.
+            timeout: seconds to wait for the result.
+            timeout_s: the former name of ``timeout`` (deprecated; wins when given).
+
+        Raises:
+            ResultTimeoutError: no result within ``timeout`` seconds.
+        """
+        request_id = await self.submit(flow, input, request_id=request_id)
+        return await self.wait_for(request_id, timeout=timeout, timeout_s=timeout_s)

@@ -9,7 +9,9 @@ import pytest
 PUBLIC = {
     "contracts": [
         "SCHEMA_VERSION",
+        "CallTiming",
         "CompensationDefinition",
+        "CompensationTiming",
         "Contract",
         "ErrorDetail",
         "FlowDefaults",
@@ -71,6 +73,15 @@ PUBLIC = {
         "Service",
         "build_worker",
     ],
+    "orchestrator.ingress": [
+        "IngressConfig",
+        "TokenTable",
+        "build_openapi",
+        "create_app",
+        "load_tokens",
+        "status_of_code",
+        "status_of_result",
+    ],
     "orchestrator.localkafka": [
         "BrokerInfo",
         "BrokerSettings",
@@ -81,6 +92,14 @@ PUBLIC = {
         "start",
         "status",
         "stop",
+    ],
+    "orchestrator.asyncapi": ["ASYNCAPI_VERSION", "asyncapi_document"],
+    "orchestrator.timeline": [
+        "Timeline",
+        "TimelineReader",
+        "TimelineStore",
+        "create_timeline_app",
+        "timeline_routes",
     ],
 }
 

@@ -1,0 +1,99 @@
+"""Find one request's result event by reading back its result partition.
+
+The client's reader sees every result published after it started, and keeps the
+most recent ones. A result older than that (published before this process
+started, or since forgotten) is still in Kafka: results are keyed by request id,
+and a result goes to the result partition with the number of its request's
+partition, which the producer chose as Kafka's default partitioner does
+(``murmur2(key) % request partitions``). So one partition is read, from a point in
+time on, never the whole topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import murmur2
+
+
+def partition_of(request_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives the key ``request_id``."""
+    return int(murmur2(request_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+class ResultReadback:
+    """Reads a window of one result partition to find one request's result.
+
+    Reads are serialised (one consumer, one read at a time), so many lookups at
+    once queue rather than open a consumer each. The window bounds the cost: a
+    lookup reads the records of one partition written in the last ``window_ms``
+    at most, up to ``until`` (the offsets beyond which the caller has seen
+    everything itself) or the partition's end.
+    """
+
+    def __init__(self, bootstrap_servers: str, *, topic: str) -> None:
+        self._topic = topic
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+        )
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def find(
+        self, request_id: str, *, partition: int, window_ms: int, until: int | None = None
+    ) -> dict[str, Any] | None:
+        """The first result event of ``request_id`` in the window, or None.
+
+        Args:
+            request_id: the request (the record key).
+            partition: the result partition to read.
+            window_ms: read records written this long ago or later.
+            until: stop at this offset (exclusive) instead of the partition's end.
+        """
+        if window_ms <= 0:
+            return None
+        tp = TopicPartition(self._topic, partition)
+        key = request_id.encode()
+        since_ms = time.time_ns() // 1_000_000 - window_ms
+        async with self._lock:
+            self._consumer.assign([tp])
+            found = await self._consumer.offsets_for_times({tp: max(since_ms, 0)})
+            start = found.get(tp)
+            end = (await self._consumer.end_offsets([tp]))[tp]
+            if until is not None:
+                end = min(end, until)
+            if start is None or start.offset >= end:
+                return None
+            self._consumer.seek(tp, start.offset)
+            while await self._consumer.position(tp) < end:
+                batch = await self._consumer.getmany(tp, timeout_ms=500)
+                for record in batch.get(tp, []):
+                    if record.offset >= end:
+                        return None
+                    if record.key == key and record.value is not None:
+                        result = _decode(record.value, request_id)
+                        if result is not None:
+                            return result
+            return None
+
+
+def _decode(value: bytes, request_id: str) -> dict[str, Any] | None:
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(decoded, dict) and decoded.get("request_id") == request_id:
+        return decoded
+    return None
