@@ -15,6 +15,8 @@ products vary. Bodies are built once and served from memory.
 ``--delay-ms`` (or ``?delay_ms=`` on any call) makes every answer wait that long
 first: the slow-downstream workload. ``GET /stats`` answers the number of calls
 served per route, so a run can check how many calls really reached the service.
+``POST /v1/traces`` is an OTLP/HTTP trace sink (the traced orchestrator exports its
+spans there), so tracing's cost includes really exporting them.
 
 Run: ``python -m bench.mock_service [--port P] [--delay-ms D]``; it prints one JSON
 line ``{"url": ...}`` once it listens, and stops on SIGTERM or SIGINT.
@@ -109,13 +111,24 @@ class MockService:
     def __init__(self, *, delay_ms: int = 0) -> None:
         self.delay_ms = delay_ms
         self.calls: Counter[str] = Counter()
+        self.trace_exports = 0
+        self.trace_bytes = 0
         self._bodies: dict[tuple[str, str], bytes] = {}
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/stats", self._stats)
+        app.router.add_post("/v1/traces", self._traces)
         app.router.add_get("/{kind}/{key}", self._get)
         return app
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        """An OTLP/HTTP trace sink for the traced orchestrator: counts exports and
+        bytes, answers an empty ExportTraceServiceResponse (an empty protobuf)."""
+        body = await request.read()
+        self.trace_exports += 1
+        self.trace_bytes += len(body)
+        return web.Response(body=b"", content_type="application/x-protobuf")
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(dict(self.calls)), content_type="application/json")

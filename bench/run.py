@@ -68,6 +68,7 @@ def system_names(plan: Plan) -> list[str]:
         "orchestrator",
         f"orchestrator-{os.cpu_count() or 2}p",
         "orchestrator-kafka-step",
+        "orchestrator-traced",
         "restate",
         "temporal",
         "temporal-local",
@@ -85,6 +86,20 @@ def build_system(name: str, *, mock_url: str, bootstrap: str, plan: Plan) -> Sys
         return OrchestratorSystem(mock_url, bootstrap=bootstrap)
     if name == "orchestrator-kafka-step":
         return OrchestratorSystem(mock_url, bootstrap=bootstrap, kafka_step=True)
+    if name == "orchestrator-traced":
+        # Tracing on, every request sampled, spans exported over OTLP/HTTP to the
+        # mock service's sink: the cost of tracing against `orchestrator` (off).
+        return OrchestratorSystem(
+            mock_url,
+            bootstrap=bootstrap,
+            name=name,
+            extra_env={
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{mock_url}/v1/traces",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+                "OTEL_SERVICE_NAME": "bench-orchestrator",
+            },
+        )
     if name.startswith("orchestrator-") and name.endswith("p"):
         return OrchestratorSystem(mock_url, bootstrap=bootstrap, processes=int(name[13:-1]))
     if name == "restate":
