@@ -13,12 +13,32 @@ Write an adapter::
     async def reserve(request: ReserveRequest, ctx: CallContext) -> Reserved: ...
 """
 
-from handlers.context import CallContext
-from handlers.errors import AdapterSetupError, BusinessError, HandlerError
-from handlers.http import HttpAdapter
-from handlers.outcome import CallOutcome
-from handlers.sdk import Service
-from handlers.worker import build_worker
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from handlers.context import CallContext
+    from handlers.errors import AdapterSetupError, BusinessError, HandlerError
+    from handlers.http import HttpAdapter
+    from handlers.outcome import CallOutcome
+    from handlers.sdk import Service
+    from handlers.worker import build_worker
+
+_HOMES = {
+    "AdapterSetupError": "handlers.errors",
+    "BusinessError": "handlers.errors",
+    "CallContext": "handlers.context",
+    "CallOutcome": "handlers.outcome",
+    "HandlerError": "handlers.errors",
+    "HttpAdapter": "handlers.http",
+    "Service": "handlers.sdk",
+    "build_worker": "handlers.worker",
+}
+"""Where each public name lives: imported on first use, so that importing one
+module of the package (the templates the flow compiler uses) does not load the
+HTTP client, FastStream and aiokafka."""
 
 __all__ = [
     "AdapterSetupError",
@@ -30,3 +50,16 @@ __all__ = [
     "Service",
     "build_worker",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'handlers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # asked once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

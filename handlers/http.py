@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ from handlers.transport import EncodedUrlTransport
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
+
+logger = logging.getLogger(__name__)
 
 _RETRIABLE_STATUS = frozenset({408, 425, 429})
 _RETRY_AFTER_STATUS = frozenset({429, 503})
@@ -114,12 +117,57 @@ def build_http_client(
     if tracer_provider is not None:
         from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
-        trace_configs.append(create_trace_config(tracer_provider=tracer_provider))
+        trace_configs.append(_never_failing(create_trace_config(tracer_provider=tracer_provider)))
     return httpx.AsyncClient(
         transport=EncodedUrlTransport(limits=limits, trace_configs=trace_configs),
         timeout=None,
         follow_redirects=False,
     )
+
+
+_TRACE_SIGNALS = (
+    "on_request_start",
+    "on_request_chunk_sent",
+    "on_response_chunk_received",
+    "on_request_end",
+    "on_request_exception",
+    "on_request_redirect",
+    "on_request_headers_sent",
+)
+
+
+def _never_failing(config: aiohttp.TraceConfig) -> aiohttp.TraceConfig:
+    """The instrumentation's hooks, each made unable to fail the call it traces.
+
+    aiohttp awaits trace hooks inside the request: a span processor or exporter
+    that raises there would turn a good answer into ``adapter.exception``. A
+    failing hook is logged (fully once) and the call goes on untraced.
+    """
+    for name in _TRACE_SIGNALS:
+        signal = getattr(config, name, None)
+        if signal is not None:
+            signal[:] = [_guarded_hook(hook) for hook in signal]
+    return config
+
+
+_hook_failed = False
+
+
+def _guarded_hook(hook: Any) -> Any:
+    async def guarded(*args: Any, **kwargs: Any) -> None:
+        global _hook_failed  # noqa: PLW0603 - log the traceback once per process
+        try:
+            await hook(*args, **kwargs)
+        except Exception as error:
+            logger.log(
+                logging.DEBUG if _hook_failed else logging.WARNING,
+                "an HTTP client span failed (%r); the call goes on untraced",
+                error,
+                exc_info=not _hook_failed,
+            )
+            _hook_failed = True
+
+    return guarded
 
 
 class HttpAdapter:

@@ -125,7 +125,8 @@ def configure_from_env(
     ``OTEL_EXPORTER_OTLP_*``, ``OTEL_BSP_*``.
 
     Raises:
-        AdapterSetupError: an exporter this installation does not have.
+        AdapterSetupError: an exporter this installation does not have, or an OTLP
+            protocol other than ``http/protobuf`` (the one exporter installed).
     """
     environ = os.environ if environ is None else environ
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
@@ -147,6 +148,8 @@ def configure_from_env(
         )
     if not names:
         return None
+    if "otlp" in names:
+        _check_otlp_protocol(environ)
     # Imported only when tracing is on: the SDK and exporters cost start-up time.
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -163,3 +166,22 @@ def configure_from_env(
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def _check_otlp_protocol(environ: Mapping[str, str]) -> None:
+    """Refuse an OTLP protocol this installation cannot speak, rather than ignore it.
+
+    Only the OTLP/HTTP (protobuf) exporter is a dependency; the gRPC one is not, and
+    spans sent over HTTP to a gRPC-only collector would vanish without a word.
+    """
+    for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = environ.get(variable, "").strip().lower()
+        if not protocol:
+            continue
+        if protocol != "http/protobuf":
+            raise AdapterSetupError(
+                f"{variable}={protocol} is not available: only the http/protobuf OTLP "
+                "exporter is installed, so set it to http/protobuf (and the endpoint to "
+                "the collector's OTLP/HTTP port, usually 4318) or leave it unset."
+            )
+        return  # the traces-specific variable wins over the general one

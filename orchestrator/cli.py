@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka.errors import KafkaConnectionError
 
 from handlers.errors import AdapterSetupError
 from orchestrator.errors import OrchestratorError, SetupError
@@ -45,13 +44,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (OrchestratorError, AdapterSetupError) as error:
         print(f"error: {error}", file=sys.stderr)
-    except KafkaConnectionError as error:
-        print(
-            f"error: cannot reach Kafka ({error}). Start one with `orchestrator broker up`, "
-            "or point KAFKA_BOOTSTRAP_SERVERS at yours.",
-            file=sys.stderr,
-        )
+    except Exception as error:
+        message = _kafka_trouble(error)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
     return EXIT_ERROR
+
+
+def _kafka_trouble(error: Exception) -> str | None:
+    """One sentence for any Kafka error that reached the top (no traceback for Kafka
+    trouble in any command); None for anything else.
+
+    aiokafka is looked up, not imported: if no command loaded it, the error is not
+    one of its own (and ``--help`` stays free of it).
+    """
+    errors = sys.modules.get("aiokafka.errors")
+    if errors is None or not isinstance(error, errors.KafkaError):
+        return None
+    if isinstance(error, errors.KafkaConnectionError):
+        return (
+            f"error: cannot reach Kafka ({error}). Start one with `orchestrator broker up`, "
+            "or point KAFKA_BOOTSTRAP_SERVERS at yours."
+        )
+    return f"error: Kafka answered with an error: {error}."  # aiokafka's str names the class
 
 
 def _env_log_format() -> str:
@@ -202,7 +218,12 @@ def _run(arguments: argparse.Namespace) -> int:
             os.environ["ORCH_LOG_FORMAT"] = arguments.log_format
 
         return asyncio.run(
-            supervise(arguments.flows, processes=arguments.processes, log_level=arguments.log_level)
+            supervise(
+                arguments.flows,
+                processes=arguments.processes,
+                log_level=arguments.log_level,
+                metrics_port=settings.metrics_port,
+            )
         )
     from handlers.tracing import configure_from_env
 

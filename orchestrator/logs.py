@@ -7,10 +7,17 @@ NotLeaderForPartitionError`` and then retries and succeeds. They alarm users for
 nothing, so :class:`TransientKafkaFilter` logs those known-transient messages at
 DEBUG while they are transient; when one keeps coming for longer than
 ``persist_s`` it goes through at its own level, so a real outage still shows.
+
+A streak of one message ends only after ``quiet_s`` (5 minutes) without it, so an
+error that repeats every minute, or every few minutes, for good is one streak and
+shows once it is ``persist_s`` old; it is not mistaken for a new transient each
+time. The downgrade is made on a copy of the record, in our handler only
+(:class:`TransientAwareHandler`): other handlers see the record as aiokafka made it.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -40,17 +47,19 @@ TRANSIENT_MARKERS = (
 )
 PERSIST_S = 30.0
 """How long one transient message may keep coming before it is let through."""
-QUIET_S = 30.0
-"""A message not seen for this long starts a new streak (transient again)."""
+QUIET_S = 300.0
+"""A message not seen for this long ends its streak (the next one is transient again).
+Much longer than ``PERSIST_S``: a persistent error that repeats less often than
+every ``PERSIST_S`` must still count as one streak, and show."""
 
 
-class TransientKafkaFilter(logging.Filter):
-    """Downgrades aiokafka's known-transient errors to DEBUG until they persist.
+class TransientKafkaFilter:
+    """Decides which of aiokafka's known-transient errors are shown at DEBUG.
 
-    A handler filter: a downgraded record is emitted only if its logger is enabled
-    for DEBUG. Streaks are kept per message (its format string), on the monotonic
-    clock: a message first seen ``persist_s`` ago or longer, and seen again since
-    without a pause of ``quiet_s``, keeps its level.
+    Streaks are kept per message (its format string), on the monotonic clock: a
+    message whose streak began ``persist_s`` ago or longer keeps its level; a
+    streak ends after ``quiet_s`` without the message. It changes no record:
+    :class:`TransientAwareHandler` logs a downgraded copy.
     """
 
     def __init__(
@@ -67,22 +76,38 @@ class TransientKafkaFilter(logging.Filter):
         self._streaks: dict[tuple[str, str], tuple[float, float]] = {}
         """(logger, format string) -> (first seen, last seen) of the current streak."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def downgrade(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` is a known-transient aiokafka error to show at DEBUG
+        (and count it in its message's streak)."""
         if not record.name.startswith("aiokafka") or record.levelno <= logging.DEBUG:
-            return True
+            return False
         message = record.getMessage()
         if not any(marker in message for marker in TRANSIENT_MARKERS):
-            return True
+            return False
         now = self._clock()
         key = (record.name, str(record.msg))
         first, last = self._streaks.get(key, (now, now))
         if now - last > self._quiet_s:
             first = now
         self._streaks[key] = (first, now)
-        if now - first >= self._persist_s:
-            return True
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return now - first < self._persist_s
+
+
+class TransientAwareHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Logs to stderr; aiokafka's transient errors (see :class:`TransientKafkaFilter`)
+    as a DEBUG copy, emitted only if their logger is enabled for DEBUG."""
+
+    def __init__(self, transient: TransientKafkaFilter | None = None) -> None:
+        super().__init__()
+        self.transient = TransientKafkaFilter() if transient is None else transient
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if self.transient.downgrade(record):
+            if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+                return False
+            record = copy.copy(record)  # other handlers keep the original level
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return bool(super().handle(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -106,10 +131,9 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(*, level: str, log_format: str) -> None:
     """Log to stderr at ``level`` as ``text`` or ``json`` lines, with aiokafka's
     transient errors held back (see :class:`TransientKafkaFilter`)."""
-    handler = logging.StreamHandler()
+    handler = TransientAwareHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(TransientKafkaFilter())
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])

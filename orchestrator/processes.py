@@ -19,15 +19,28 @@ import signal
 import sys
 from pathlib import Path
 
+from orchestrator.errors import SetupError
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 
 
-async def supervise(flows: Path, *, processes: int, log_level: str) -> int:
-    """Run ``processes`` coordinators on ``flows`` until a signal or a child's end."""
+async def supervise(flows: Path, *, processes: int, log_level: str, metrics_port: int = 0) -> int:
+    """Run ``processes`` coordinators on ``flows`` until a signal or a child's end.
+
+    ``metrics_port``: the validated settings' ``metrics_port`` (0: off); child n
+    gets ``metrics_port + n - 1``, which must still be a port.
+
+    Raises:
+        SetupError: The children's metrics ports would run past 65535.
+    """
+    last_port = metrics_port + processes - 1
+    if metrics_port and last_port > 65535:
+        raise SetupError(
+            f"ORCH_METRICS_PORT={metrics_port} with --processes {processes} needs ports up to "
+            f"{last_port}, past 65535: set ORCH_METRICS_PORT to at most {65536 - processes}."
+        )
     base_id = os.environ.get("ORCH_GROUP_INSTANCE_ID", "")
-    # Validated by the caller's settings; each child needs a port of its own.
-    metrics_port = int(os.environ.get("ORCH_METRICS_PORT") or 0)
     children = []
     for number in range(1, processes + 1):
         env = dict(os.environ)

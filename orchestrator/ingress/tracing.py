@@ -14,8 +14,11 @@ from starlette.middleware import Middleware
 
 from handlers.tracing import provider_of
 
-EXCLUDED_URLS = "healthz,readyz,metrics"
-"""Probes and scrapes make no traces."""
+EXCLUDED_URLS = r"^[a-z]+://[^/]+/(healthz|readyz|metrics)$"
+"""Probes and scrapes make no traces. The middleware searches each URL
+(``scheme://host/path``, no query) with these comma-separated regexes, so they are
+anchored to the exact paths: a flow named ``user-metrics`` or a request id
+containing ``healthz`` is traced."""
 
 
 def tracing_middleware(provider: TracerProvider | None = None) -> list[Middleware]:

@@ -69,7 +69,9 @@ from orchestrator.runtime.collector import CollectorPolicy
 from orchestrator.runtime.crash import crash
 from orchestrator.runtime.dispatcher import CallDispatcher
 from orchestrator.runtime.intake import RejectedRequest, admit, request_id_of
+from orchestrator.runtime.lag import measure_lag
 from orchestrator.runtime.metrics import CoordinatorMetrics, MetricsServer
+from orchestrator.runtime.never_raise import report
 from orchestrator.runtime.outbox import Countdown, Outbox
 from orchestrator.runtime.partitions import PartitionBook
 from orchestrator.runtime.publisher import Publisher
@@ -245,6 +247,7 @@ class SagaCoordinator:
             deliver=self._deliver,
             metrics=self.metrics,
             tracer=tracer,
+            alive=self._alive,
         )
         cache = self._dispatcher.call_cache
         self.metrics.watch(
@@ -553,7 +556,7 @@ class SagaCoordinator:
             now = self._clock()
             if now - last_lag >= _LAG_INTERVAL_MS:
                 last_lag = now
-                await self._measure_lag(self._consumer)
+                self._measure_lag(self._consumer)
             self._collector.tick(now)
             if now - last_sweep >= _MARKER_SWEEP_MS:
                 last_sweep = now
@@ -561,18 +564,25 @@ class SagaCoordinator:
             if len(self._dispatcher.deadlines) > max(_PRUNE_TIMERS_AT, 4 * len(self._sagas)):
                 self._dispatcher.prune(self._alive)
 
-    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Consumer lag per assigned partition: its high watermark minus our position."""
-        for partition in consumer.assignment():
-            highwater = consumer.highwater(partition)
-            if highwater is None:
-                continue  # nothing fetched from it yet
-            try:
-                # Known at once once fetched; bounded, as aiokafka waits for a reset.
-                position = await asyncio.wait_for(consumer.position(partition), timeout=1.0)
-            except (KafkaError, AssertionError, TimeoutError):
-                continue  # revoked or reset meanwhile; measured again next time
-            self.metrics.set_lag(partition.topic, partition.partition, max(highwater - position, 0))
+    def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Consumer lag of the partitions this instance owns (requests and replies).
+
+        Synchronous (:mod:`orchestrator.runtime.lag`): no rebalance can land in the
+        middle. The gauge's series are rebuilt from the owned set, so a lost
+        partition's series goes however it was lost. Never raises: a metrics
+        problem must not end the housekeeping loop.
+        """
+        try:
+            settings = self.settings
+            owned = [
+                TopicPartition(topic, number)
+                for number in sorted(self._owned)
+                for topic in (settings.request_topic, settings.reply_topic)
+            ]
+            lags = measure_lag(consumer, owned)
+            self.metrics.set_lags(((tp.topic, tp.partition) for tp in owned), lags)
+        except Exception as error:
+            report("consumer lag", error)
 
     def _alive(self, request_id: str, run: int) -> bool:
         saga = self._sagas.get(request_id)
@@ -600,21 +610,6 @@ class SagaCoordinator:
         state, actions = start_saga(
             flow, request_id=request_id, input=decision.input, now_ms=self._clock()
         )
-        saga = _Saga(state=state, flow=flow, partition=partition, run=next(self._runs))
-        self._sagas[request_id] = saga
-        self.metrics.saga_started(flow.name)
-        if self._tracer is not None:
-            saga.trace = self._tracer.request(
-                flow=flow.name,
-                request_id=request_id,
-                headers=headers,
-                partition=partition.partition,
-                offset=record.offset,
-            )
-        flow_records = self._flow_records(partition.partition, flow)
-        if flow_records:
-            # Written at once, never dropped: later sagas' starts name it.
-            self._record(partition.partition, flow_records, None)
         start = {
             "flow": flow.name,
             "fingerprint": self._fingerprints[flow.name],
@@ -622,10 +617,30 @@ class SagaCoordinator:
             "input": decision.input,
             "started_ms": state.started_ms,
         }
-        if saga.trace is not None and TRACEPARENT in headers:
-            # So that a resumed saga stays in the request's trace.
-            start[TRACEPARENT] = headers[TRACEPARENT]
+        trace = None
+        if self._tracer is not None:
+            # Never raises (a tracing failure leaves the saga untraced), and runs
+            # before the saga exists: nothing here can leave a saga without a result.
+            trace = self._tracer.request(
+                flow=flow.name,
+                request_id=request_id,
+                headers=headers,
+                partition=partition.partition,
+                offset=record.offset,
+            )
+            if trace is not None and TRACEPARENT in headers:
+                # So that a resumed saga stays in the request's trace.
+                start[TRACEPARENT] = headers[TRACEPARENT]
         records = changelog.split(changelog.saga_key(request_id), orjson.dumps(start))
+        saga = _Saga(state=state, flow=flow, partition=partition, run=next(self._runs), trace=trace)
+        flow_records = self._flow_records(partition.partition, flow)
+        # From here to the first action nothing raises: a saga that is in
+        # ``_sagas`` always gets a result.
+        self._sagas[request_id] = saga
+        self.metrics.saga_started(flow.name)
+        if flow_records:
+            # Written at once, never dropped: later sagas' starts name it.
+            self._record(partition.partition, flow_records, None)
         offset = record.offset
 
         def recorded() -> None:
@@ -974,41 +989,49 @@ class SagaCoordinator:
 
     def _publish_result(self, saga: _Saga, result: dict[str, Any]) -> None:
         request_id = saga.state.request_id
+        partition = saga.partition.partition
         # Records not yet written are not needed any more: the finished marker
         # replaces them, and what waited on them waits on the marker.
         waiting = self._unstage(saga)
-        del self._sagas[request_id]
-        self._dispatcher.cancel(request_id)
-        partition = saga.partition.partition
-        self.metrics.saga_finished(
-            saga.flow.name,
-            status=result["status"],
-            complete=result["complete"],
-            duration_s=(result["finished_at_ms"] - result["started_at_ms"]) / 1000,
-        )
         try:
             records = [self._result_record(result, partition)]
         except (TypeError, ValueError) as error:  # orjson.JSONEncodeError is a TypeError
             logger.error("the result of %s is not encodable: %s", request_id, error)
             records = []
         spans = saga.trace
-        if spans is None:
-            self._send_result(
-                request_id,
-                partition,
-                records,
-                flow=saga.flow.name,
-                then=lambda: self._mark_finished(request_id, partition, saga.keys, waiting),
+        if spans is not None:
+            # Never raises (tracing failures drop the trace); done before the saga
+            # is removed, so nothing sits between its removal and its publish.
+            trace_headers = spans.result(
+                result, topic=self.settings.result_topic, partition=partition
             )
-            return
-        trace_headers = spans.result(result, topic=self.settings.result_topic, partition=partition)
-        records = [dataclasses.replace(r, headers=[*r.headers, *trace_headers]) for r in records]
+            records = [
+                dataclasses.replace(r, headers=[*r.headers, *trace_headers]) for r in records
+            ]
 
         def sent() -> None:
-            spans.result_sent()
             self._mark_finished(request_id, partition, saga.keys, waiting)
+            if spans is not None:
+                spans.result_sent()
 
+        # The saga leaves and its result is handed to the outbox, with nothing in
+        # between that could raise: one result, never none.
+        del self._sagas[request_id]
+        self._dispatcher.cancel(request_id)
         self._send_result(request_id, partition, records, flow=saga.flow.name, then=sent)
+        self._count_finished(saga, result)
+
+    def _count_finished(self, saga: _Saga, result: dict[str, Any]) -> None:
+        try:
+            duration_s = (result["finished_at_ms"] - result["started_at_ms"]) / 1000
+            self.metrics.saga_finished(
+                saga.flow.name,
+                status=result["status"],
+                complete=result["complete"],
+                duration_s=duration_s,
+            )
+        except Exception as error:
+            report("metrics (saga_finished)", error)
 
     def _send_result(
         self,
@@ -1249,7 +1272,7 @@ class SagaCoordinator:
         )
         self._sagas[request_id] = saga
         self.restored_sagas += 1
-        self.metrics.restored.inc()
+        self.metrics.saga_restored()
         if self._tracer is not None:
             saga.trace = self._tracer.resumed(
                 flow=flow.name,

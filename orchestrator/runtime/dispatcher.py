@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, Tracer, set_span_in_context
+from opentelemetry.trace import Span, SpanKind, Tracer, set_span_in_context
 
 from handlers.context import CallContext
 from handlers.http import HttpAdapter
@@ -47,8 +47,9 @@ from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute, Routes
 from orchestrator.runtime.bulkhead import Bulkheads
 from orchestrator.runtime.call_cache import CallCache
 from orchestrator.runtime.metrics import CoordinatorMetrics
+from orchestrator.runtime.never_raise import never_raises
 from orchestrator.runtime.publisher import Publisher
-from orchestrator.runtime.records import command_record
+from orchestrator.runtime.records import OutgoingRecord, command_record
 from orchestrator.runtime.timers import DeadlineHeap
 from orchestrator.saga import (
     ArmTimer,
@@ -87,6 +88,7 @@ class CallDispatcher:
         metrics: CoordinatorMetrics | None = None,
         tracer: Tracer | None = None,
         call_cache: CallCache | None = None,
+        alive: Callable[[str, int], bool] | None = None,
     ) -> None:
         self.publisher: Publisher | None = None
         """Set once the producer runs."""
@@ -105,6 +107,9 @@ class CallDispatcher:
         self._deliver = deliver
         self._metrics = CoordinatorMetrics() if metrics is None else metrics
         self._tracer = tracer
+        self._alive = alive
+        """Whether a saga (request id, run) still runs: a deadline of one that ended
+        is not a timeout (its unanswered command does not count as step.timeout)."""
         self._sent: dict[tuple[str, str, int], tuple[int, str, str, int]] = {}
         """Step commands awaiting their reply, by (request id, call, attempt): when
         they were sent (monotonic ns), service, operation and run."""
@@ -234,7 +239,7 @@ class CallDispatcher:
 
     def _unanswered(self, request_id: str, call: str, attempt: int) -> None:
         sent = self._sent.pop((request_id, call, attempt), None)
-        if sent is not None:
+        if sent is not None and (self._alive is None or self._alive(request_id, sent[3])):
             self._metrics.call_failed(sent[1], sent[2], "step.timeout")
 
     def cancel(self, request_id: str) -> None:
@@ -285,28 +290,41 @@ class CallDispatcher:
                 now_ms=self._clock(),
             )
             if trace_context is not None and self._tracer is not None:
-                span = self._tracer.start_span(
-                    f"send {route.command_topic}",
-                    context=trace_context,
-                    kind=SpanKind.PRODUCER,
-                    attributes=kafka_attributes(
-                        operation="send",
-                        topic=route.command_topic,
-                        key=action.request_id,
-                        message_id=action.correlation_id,
-                    ),
-                )
-                record = dataclasses.replace(
-                    record,
-                    headers=[*record.headers, *kafka_trace_headers(set_span_in_context(span))],
-                )
+                span, record = self._traced_command(route, action, record, trace_context)
             await self.publisher.send([record])
         except Exception:
             # The deadline will fail the call; nothing else waits on this record.
             logger.exception("could not send the command %s", action.correlation_id)
         finally:
             if span is not None:
-                span.end()
+                _end_span(span)
+
+    @never_raises("tracing (command span)", (None, None))
+    def _start_command_span(
+        self, route: KafkaRoute, action: DispatchCall, record: OutgoingRecord, context: Context
+    ) -> tuple[Span | None, OutgoingRecord | None]:
+        assert self._tracer is not None
+        span = self._tracer.start_span(
+            f"send {route.command_topic}",
+            context=context,
+            kind=SpanKind.PRODUCER,
+            attributes=kafka_attributes(
+                operation="send",
+                topic=route.command_topic,
+                key=action.request_id,
+                message_id=action.correlation_id,
+            ),
+        )
+        headers = kafka_trace_headers(set_span_in_context(span))
+        return span, dataclasses.replace(record, headers=[*record.headers, *headers])
+
+    def _traced_command(
+        self, route: KafkaRoute, action: DispatchCall, record: OutgoingRecord, context: Context
+    ) -> tuple[Span | None, OutgoingRecord]:
+        """The command with its producer span's context; untraced if tracing fails
+        (a span processor's failure must not cost the command)."""
+        span, traced = self._start_command_span(route, action, record, context)
+        return span, record if traced is None else traced
 
     async def _call_when_free(
         self,
@@ -397,3 +415,8 @@ class CallDispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+@never_raises("tracing (command span)", None)
+def _end_span(span: Span) -> None:
+    span.end()

@@ -5,7 +5,9 @@ path); the endpoint runs only when ``metrics_port`` is set. Each coordinator has
 registry of its own, so two in one process (tests) do not mix their figures.
 
 Labels are bounded sets: flows, steps, services and operations of the loaded
-catalog, result statuses, stable error codes, partitions. Never a request id.
+catalog, result statuses, stable error codes (a code not in
+``contracts.error_codes`` nor ``http.NNN`` is counted as ``other``), partitions
+this instance owns. Never a request id. No hook ever raises.
 Label children are looked up once and cached, because ``.labels()`` costs more
 than the increment itself.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from wsgiref.simple_server import WSGIServer
@@ -50,9 +53,13 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from contracts.error_codes import ERROR_CODES
 from orchestrator.errors import SetupError
+from orchestrator.runtime.never_raise import never_raises
 
 logger = logging.getLogger(__name__)
+
+_HTTP_CODE = re.compile(r"http\.[1-5][0-9][0-9]")
 
 SAGA_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -152,6 +159,10 @@ class CoordinatorMetrics:
         )
         self._flow_children: dict[str, _FlowChildren] = {}
         self._call_children: dict[tuple[str, str], Histogram] = {}
+        self._error_children: dict[tuple[str, str, str], Counter] = {}
+        self._children: dict[tuple[object, ...], Counter] = {}
+        self._lag_series: set[tuple[str, str]] = set()
+        """(topic, partition) series the lag gauge holds now."""
 
     def watch(
         self,
@@ -167,10 +178,18 @@ class CoordinatorMetrics:
         self.registry.register(_CacheEvents(cache))
 
     # -- the hot path: cached children ---------------------------------------
+    # Every hook is wrapped by ``never_raises``: a metrics problem never ends a
+    # saga or a loop.
 
+    @never_raises("metrics (saga_started)", None)
     def saga_started(self, flow: str) -> None:
         self._of_flow(flow).started.inc()
 
+    @never_raises("metrics (saga_restored)", None)
+    def saga_restored(self) -> None:
+        self.restored.inc()
+
+    @never_raises("metrics (saga_finished)", None)
     def saga_finished(self, flow: str, *, status: str, complete: bool, duration_s: float) -> None:
         children = self._of_flow(flow)
         key = (status, complete)
@@ -183,6 +202,7 @@ class CoordinatorMetrics:
         finished[0].inc()
         finished[1].observe(duration_s)
 
+    @never_raises("metrics (call_answered)", None)
     def call_answered(self, service: str, operation: str, duration_s: float) -> None:
         key = (service, operation)
         child = self._call_children.get(key)
@@ -190,21 +210,38 @@ class CoordinatorMetrics:
             child = self._call_children[key] = self._call_duration.labels(service, operation)
         child.observe(duration_s)
 
+    @never_raises("metrics (call_failed)", None)
     def call_failed(self, service: str, operation: str, code: str) -> None:
-        # Rare next to successes: the lookup is not cached.
-        self._call_errors.labels(service, operation, code).inc()
+        """``code`` is bounded (:func:`label_code`): a remote adapter's free-form code
+        must not grow the series without limit."""
+        key = (service, operation, label_code(code))
+        child = self._error_children.get(key)
+        if child is None:
+            child = self._error_children[key] = self._call_errors.labels(*key)
+        child.inc()
 
+    @never_raises("metrics (retried)", None)
     def retried(self, flow: str, step: str) -> None:
-        self._retries.labels(flow, step).inc()
+        self._child(self._retries, flow, step).inc()
 
+    @never_raises("metrics (compensating)", None)
     def compensating(self, flow: str, step: str) -> None:
-        self._compensations.labels(flow, step).inc()
+        self._child(self._compensations, flow, step).inc()
 
+    @never_raises("metrics (dead_lettered)", None)
     def dead_lettered(self, code: str) -> None:
-        self._dead_letters.labels(code).inc()
+        self._child(self._dead_letters, label_code(code)).inc()
 
+    @never_raises("metrics (ignored)", None)
     def ignored(self, reason: str) -> None:
-        self._ignored.labels(reason).inc()
+        self._child(self._ignored, reason).inc()
+
+    def _child(self, counter: Counter, *labels: str) -> Counter:
+        key = (id(counter), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        return child
 
     def _of_flow(self, flow: str) -> _FlowChildren:
         children = self._flow_children.get(flow)
@@ -214,13 +251,43 @@ class CoordinatorMetrics:
 
     # -- consumer lag ----------------------------------------------------------
 
-    def set_lag(self, topic: str, partition: int, lag: int) -> None:
-        self.consumer_lag.labels(topic, str(partition)).set(lag)
+    @never_raises("metrics (consumer lag)", None)
+    def set_lags(
+        self, owned: Iterable[tuple[str, int]], lags: Mapping[tuple[str, int], int]
+    ) -> None:
+        """Report the lag of the partitions this instance owns, and only theirs.
 
+        The gauge's series are rebuilt from ``owned`` each time: a series of a
+        partition no longer owned is removed (however it was lost), and an owned
+        partition without a measurement keeps its last value.
+        """
+        owned_now = {(topic, str(partition)) for topic, partition in owned}
+        for series in self._lag_series - owned_now:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(*series)
+        self._lag_series &= owned_now
+        for (topic, partition), lag in lags.items():
+            series = (topic, str(partition))
+            if series in owned_now:
+                self.consumer_lag.labels(*series).set(lag)
+                self._lag_series.add(series)
+
+    @never_raises("metrics (consumer lag)", None)
     def forget_partition(self, topic: str, partition: int) -> None:
         """A partition went to another instance: its lag is not ours to report."""
+        series = (topic, str(partition))
+        self._lag_series.discard(series)
         with contextlib.suppress(KeyError):
-            self.consumer_lag.remove(topic, str(partition))
+            self.consumer_lag.remove(*series)
+
+
+def label_code(code: str) -> str:
+    """An error code as a metric label: a registered code (``contracts.error_codes``)
+    or an ``http.NNN`` keeps its name; anything else (a remote adapter's own code)
+    is ``other``, so the label stays a bounded set."""
+    if code in ERROR_CODES or _HTTP_CODE.fullmatch(code):
+        return code
+    return "other"
 
 
 class _CacheEvents(Collector):

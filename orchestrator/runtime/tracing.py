@@ -17,13 +17,17 @@ One trace per request::
 
 A saga lives across many callbacks, so its spans are started and ended explicitly
 and kept in the shell's per-saga object (:class:`SagaSpans`), never in the pure
-core's state. With tracing off the coordinator holds no :class:`SagaTracer`, and a
+core's state. No method here raises: a failure (a span processor's bug, an
+exporter's) is logged once per kind and drops that saga's trace, never its result.
+With tracing off the coordinator holds no :class:`SagaTracer`, and a
 saga's ``trace`` is None: no span, no header parsing, one ``is None`` check.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from opentelemetry.context import Context
 from opentelemetry.trace import (
@@ -39,6 +43,7 @@ from opentelemetry.trace import set_span_in_context as context_with
 
 from contracts import cloudevents
 from handlers.tracing import TRACEPARENT, context_from, kafka_attributes, kafka_trace_headers
+from orchestrator.runtime.never_raise import never_raises, report
 from orchestrator.saga import CallReplied, CallTimedOut, DispatchCall
 from orchestrator.saga.state import UNDO_SUFFIX
 from orchestrator.settings import CoordinatorSettings
@@ -74,6 +79,36 @@ SPAN_ATTRIBUTES = (
 )
 """Every attribute name of the orchestrator's own (beside the semantic conventions')."""
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _or_drop(
+    fallback: object,
+) -> Callable[[Callable[Concatenate[SagaSpans, P], R]], Callable[Concatenate[SagaSpans, P], R]]:
+    """A :class:`SagaSpans` method that never raises: on a failure the saga's trace is
+    dropped (every later method does nothing) and ``fallback`` is returned."""
+
+    def wrap(
+        method: Callable[Concatenate[SagaSpans, P], R],
+    ) -> Callable[Concatenate[SagaSpans, P], R]:
+        kind = f"tracing ({method.__name__})"
+
+        @functools.wraps(method)
+        def guarded(self: SagaSpans, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            if self.dropped:
+                return cast(R, fallback)
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as error:
+                self.dropped = True
+                report(kind, error)
+                return cast(R, fallback)
+
+        return guarded
+
+    return wrap
+
 
 class SagaTracer:
     """Starts the spans of sagas for one coordinator."""
@@ -82,10 +117,12 @@ class SagaTracer:
         self.tracer = tracer
         self._settings = settings
 
+    @never_raises("tracing (request)", None)
     def request(
         self, *, flow: str, request_id: str, headers: dict[str, str], partition: int, offset: int
-    ) -> SagaSpans:
-        """The saga span of a request just consumed, continuing its ``traceparent``."""
+    ) -> SagaSpans | None:
+        """The saga span of a request just consumed, continuing its ``traceparent``
+        (a new trace without one); None if tracing failed."""
         settings = self._settings
         attributes = kafka_attributes(
             operation="process",
@@ -100,20 +137,25 @@ class SagaTracer:
         attributes[REQUEST_ID] = request_id
         span = self.tracer.start_span(
             f"saga {flow}",
-            context=context_from(headers),
+            # An empty context, not None ("the current one"): an untraced request
+            # starts a trace of its own whatever span happens to be current.
+            context=context_from(headers) or Context(),
             kind=SpanKind.CONSUMER,
             attributes=attributes,
         )
         return SagaSpans(self.tracer, span)
 
+    @never_raises("tracing (resumed)", None)
     def resumed(
         self, *, flow: str, request_id: str, partition: int, traceparent: str | None
-    ) -> SagaSpans:
+    ) -> SagaSpans | None:
         """The saga span of a saga restored from the changelog: in the request's trace
-        if its start recorded the request's ``traceparent``, else in a new one."""
+        if its start recorded the request's ``traceparent``, else in a new one; None
+        if tracing failed."""
         span = self.tracer.start_span(
             f"saga {flow}",
-            context=context_from({TRACEPARENT: traceparent}) if traceparent else None,
+            context=(context_from({TRACEPARENT: traceparent}) if traceparent else None)
+            or Context(),
             kind=SpanKind.CONSUMER,
             attributes={
                 **kafka_attributes(
@@ -133,7 +175,7 @@ class SagaTracer:
 class SagaSpans:
     """The open spans of one saga: its own, each call attempt's, and its result's."""
 
-    __slots__ = ("_calls", "_context", "_result", "_tracer", "span")
+    __slots__ = ("_calls", "_context", "_result", "_tracer", "dropped", "span")
 
     def __init__(self, tracer: Tracer, span: Span) -> None:
         self._tracer = tracer
@@ -141,8 +183,11 @@ class SagaSpans:
         self._context = context_with(span)
         self._calls: dict[str, tuple[int, Span]] = {}
         self._result: Span | None = None
+        self.dropped = False
+        """Set when a tracing call failed: the saga goes on untraced."""
 
-    def call_dispatched(self, action: DispatchCall) -> Context:
+    @_or_drop(None)
+    def call_dispatched(self, action: DispatchCall) -> Context | None:
         """Start the span of one attempt; returns the context its I/O runs in."""
         undo = action.call.endswith(UNDO_SUFFIX)
         span = self._tracer.start_span(
@@ -163,6 +208,7 @@ class SagaSpans:
         self._calls[action.call] = (action.attempt, span)
         return context_with(span)
 
+    @_or_drop(None)
     def call_ended(self, event: CallReplied | CallTimedOut) -> None:
         """End the span of the attempt ``event`` answers (a late answer ends none)."""
         entry = self._calls.get(event.call)
@@ -181,6 +227,7 @@ class SagaSpans:
                 span.set_status(Status(StatusCode.ERROR, code))
         span.end()
 
+    @_or_drop(None)
     def reply_received(
         self,
         *,
@@ -215,6 +262,7 @@ class SagaSpans:
         )
         span.end()
 
+    @_or_drop([])
     def result(
         self, result: dict[str, Any], *, topic: str, partition: int
     ) -> list[tuple[str, bytes]]:
@@ -241,6 +289,7 @@ class SagaSpans:
         self._result = span
         return kafka_trace_headers(context_with(span))
 
+    @_or_drop(None)
     def result_sent(self) -> None:
         """The result is acknowledged: the saga's trace is complete."""
         if self._result is not None:
@@ -248,6 +297,7 @@ class SagaSpans:
             self._result = None
         self.end(None)
 
+    @_or_drop(None)
     def end(self, handed_over: str | None) -> None:
         """End every open span; ``handed_over`` says why the saga left this instance."""
         for _, span in self._calls.values():

@@ -27,6 +27,9 @@ NOT_WIRE_CODES = {
     "input.order_id",
     # The names of the saga spans' own attributes (tracing), declared in one place.
     *SPAN_ATTRIBUTES,
+    # Module names (the package's lazy public names say where each lives).
+    *(f"orchestrator.{path.stem}" for path in (ROOT / "orchestrator").glob("*.py")),
+    *(f"orchestrator.{path.parent.name}" for path in (ROOT / "orchestrator").glob("*/__init__.py")),
 }
 STATUS_CODE = re.compile(r"^http\.\d{3}$")
 """``http.404`` and the like are the registry's ``http.<status>`` and ``http.3xx``."""

@@ -71,6 +71,40 @@ def test_an_unknown_exporter_is_one_sentence(installed: list[Any]) -> None:
     assert installed == []
 
 
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+        {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"},
+        {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json",
+        },
+    ],
+)
+def test_an_otlp_protocol_not_installed_is_one_sentence(
+    environ: dict[str, str], installed: list[Any]
+) -> None:
+    with pytest.raises(AdapterSetupError, match=r"only the http/protobuf OTLP exporter"):
+        configure_from_env("x", environ)
+    assert installed == []
+
+
+def test_http_protobuf_is_accepted(installed: list[Any]) -> None:
+    provider = configure_from_env(
+        "x",
+        {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",  # the traces-specific one wins
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+        },
+    )
+    assert provider is not None
+    provider.shutdown()
+
+
 def test_trace_context_round_trips_through_headers() -> None:
     provider = TracerProvider()
     assert current_trace_headers() == {}  # no current span: no header

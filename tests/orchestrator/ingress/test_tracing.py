@@ -64,3 +64,22 @@ async def test_the_ingress_span_is_the_root_and_its_context_reaches_the_request(
 
 def test_tracing_off_adds_no_middleware() -> None:
     assert tracing_middleware() == []
+
+
+def test_only_the_probe_and_scrape_paths_are_excluded() -> None:
+    from opentelemetry.util.http import parse_excluded_urls
+
+    from orchestrator.ingress.tracing import EXCLUDED_URLS
+
+    excluded = parse_excluded_urls(EXCLUDED_URLS)
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert excluded.url_disabled(f"http://ingress:8080{path}"), path
+    for path in (
+        "/flows/user-metrics",
+        "/requests/healthz-1",
+        "/requests/a-readyz",
+        "/healthz/x",
+        "/metrics2",
+        "/flows/healthz",
+    ):
+        assert not excluded.url_disabled(f"http://ingress:8080{path}"), path

@@ -5,13 +5,15 @@ cancellation spares the others; operations without a cache are called every time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from handlers.context import CallContext
 from handlers.outcome import CallOutcome
-from orchestrator.runtime.adapters import Routes
+from orchestrator.runtime.adapters import KafkaRoute, Routes
 from orchestrator.runtime.call_cache import CallCache
 from orchestrator.runtime.dispatcher import CallDispatcher
+from orchestrator.runtime.metrics import CoordinatorMetrics
 from orchestrator.saga import CallReplied, DispatchCall, SagaEvent
 from orchestrator.settings import CoordinatorSettings
 
@@ -166,3 +168,48 @@ async def test_aclose_ends_the_shared_calls_too() -> None:
     await dispatcher.aclose()
 
     assert (adapter.cancelled, dispatcher.call_cache.calls_in_flight) == (1, 0)
+
+
+class SentCommands:
+    """A publisher that keeps the records it is given."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    async def send(self, records: list[Any]) -> None:
+        self.records.extend(records)
+
+
+async def test_a_deadline_of_a_saga_that_ended_counts_no_step_timeout() -> None:
+    now = [NOW_MS]
+    running = {"a"}
+    metrics = CoordinatorMetrics()
+    dispatcher = CallDispatcher(
+        routes=Routes({"users": KafkaRoute(command_topic="users.commands")}),
+        settings=CoordinatorSettings(),
+        clock=lambda: now[0],
+        deliver=Replies(),
+        metrics=metrics,
+        alive=lambda request_id, run: request_id in running,
+    )
+    dispatcher.publisher = SentCommands()  # type: ignore[assignment]
+    dispatcher.dispatch(call_of("a"), reply_partition=0, run=1)
+    dispatcher.dispatch(call_of("b"), reply_partition=0, run=1)  # "b" has ended already
+    await asyncio.sleep(0)
+    now[0] += 10_000
+    loop = asyncio.create_task(dispatcher.run_deadlines())
+    for _ in range(100):
+        await asyncio.sleep(0)
+    dispatcher.closing = True
+    await dispatcher.aclose()
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
+    timeouts = [
+        sample.value
+        for family in metrics.registry.collect()
+        if family.name == "orchestrator_call_errors"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels["code"] == "step.timeout"
+    ]
+    assert timeouts == [1.0]  # "a"'s only

@@ -8,13 +8,19 @@ import re
 import socket
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.errors import SetupError
-from orchestrator.runtime.metrics import METRIC_NAMES, CoordinatorMetrics, MetricsServer
+from orchestrator.runtime.metrics import (
+    METRIC_NAMES,
+    CoordinatorMetrics,
+    MetricsServer,
+    label_code,
+)
 from orchestrator.settings import CoordinatorSettings
 
 DASHBOARD = Path(__file__).parents[3] / "contrib" / "grafana" / "orchestrator.json"
@@ -32,8 +38,8 @@ def exercised() -> CoordinatorMetrics:
     metrics.compensating("order-details", "order")
     metrics.dead_lettered("flow.unknown")
     metrics.ignored("unknown_saga")
-    metrics.restored.inc()
-    metrics.set_lag("orchestrator.requests", 0, 5)
+    metrics.saga_restored()
+    metrics.set_lags([("orchestrator.requests", 0)], {("orchestrator.requests", 0): 5})
     return metrics
 
 
@@ -146,3 +152,63 @@ def test_the_dashboard_queries_only_metrics_and_labels_that_exist() -> None:
 def test_a_metrics_port_out_of_range_is_one_sentence(port: int) -> None:
     with pytest.raises(SetupError, match="ORCH_METRICS_PORT must be a port"):
         CoordinatorSettings(metrics_port=port)
+
+
+def test_free_form_error_codes_are_bounded_and_children_cached() -> None:
+    metrics = CoordinatorMetrics()
+    for code in ("http.503", "step.timeout", "inventory.out_of_stock_for_sku_123", "http.5xx!"):
+        metrics.call_failed("inv", "reserve", code)
+    metrics.dead_lettered("something-new")
+    for _ in range(3):
+        metrics.retried("f", "s")
+        metrics.compensating("f", "s")
+        metrics.ignored("unknown_saga")
+    codes = {
+        sample.labels["code"]
+        for family in metrics.registry.collect()
+        if family.name in ("orchestrator_call_errors", "orchestrator_dead_letters")
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert codes == {"http.503", "step.timeout", "other"}
+    assert label_code("flow.unknown") == "flow.unknown"
+    # One cached child per (counter, labels): later increments skip .labels().
+    assert len(metrics._children) == 4
+    text = generate_latest(metrics.registry).decode()
+    assert 'orchestrator_retries_total{flow="f",step="s"} 3.0' in text
+
+
+class Broken:
+    """A metric (or child) whose every use raises."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"broken metric: {name}")
+
+
+def test_no_hook_ever_raises() -> None:
+    metrics = CoordinatorMetrics()
+    for name in (
+        "_started",
+        "_finished",
+        "_saga_duration",
+        "_call_duration",
+        "_call_errors",
+        "_retries",
+        "_compensations",
+        "_dead_letters",
+        "_ignored",
+        "consumer_lag",
+        "restored",
+    ):
+        setattr(metrics, name, Broken())
+    metrics.saga_started("f")
+    metrics.saga_restored()
+    metrics.saga_finished("f", status="completed", complete=True, duration_s=0.1)
+    metrics.call_answered("s", "o", 0.1)
+    metrics.call_failed("s", "o", "http.503")
+    metrics.retried("f", "s")
+    metrics.compensating("f", "s")
+    metrics.dead_lettered("reply.invalid")
+    metrics.ignored("unknown_saga")
+    metrics.set_lags([("t", 0)], {("t", 0): 1})
+    metrics.forget_partition("t", 0)
