@@ -25,7 +25,7 @@ from contracts import cloudevents
 from contracts.base import SCHEMA_VERSION
 from handlers.tracing import current_trace_headers
 from orchestrator.errors import SetupError
-from orchestrator.result_readback import ResultReadback, partition_of
+from orchestrator.result_readback import RequestReadback
 from orchestrator.settings import CoordinatorSettings
 
 MAX_KEPT_RESULTS = 10_000
@@ -103,11 +103,11 @@ class OrchestratorClient:
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._reader_error: BaseException | None = None
-        self._readback = ResultReadback(settings.bootstrap_servers, topic=settings.result_topic)
-        self._request_partitions = 0
-        self._started_at: dict[int, int] = {}
-        """The result partitions' end offsets at start: the reader saw everything after."""
-        self._forgot_any = False
+        self._readback = RequestReadback(
+            settings.bootstrap_servers,
+            request_topic=settings.request_topic,
+            result_topic=settings.result_topic,
+        )
 
     async def __aenter__(self) -> OrchestratorClient:
         await self.start()
@@ -148,13 +148,13 @@ class OrchestratorClient:
         assigned = [TopicPartition(topic, number) for number in sorted(partitions)]
         self._consumer.assign(assigned)
         await self._consumer.seek_to_end(*assigned)
-        for partition in assigned:
-            self._started_at[partition.partition] = await self._consumer.position(partition)
+        # The reader sees everything after these offsets; read-backs stop there.
+        started_at = {tp.partition: await self._consumer.position(tp) for tp in assigned}
         # As the producer's default partitioner will count them (it fetches the
         # topic's metadata if need be; the consumer's may not hold this topic).
         request_topic = self.settings.request_topic
         try:
-            self._request_partitions = len(
+            request_partitions = len(
                 await asyncio.wait_for(self._producer.partitions_for(request_topic), 10)
             )
         except (TimeoutError, KafkaError):
@@ -162,15 +162,17 @@ class OrchestratorClient:
                 f"The request topic {request_topic!r} does not exist: start the coordinator "
                 "(`orchestrator run FLOWS`) first, or set ORCH_REQUEST_TOPIC."
             ) from None
-        await self._readback.start()
+        await self._readback.start(request_partitions=request_partitions, started_at=started_at)
         self._reader = asyncio.create_task(self._read_results(), name="result-reader")
 
     async def stop(self) -> None:
-        """Close connections."""
+        """Close connections; whoever still waits for a result gets an error at once."""
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
+            if self._reader_error is None:
+                self._fail_waiters(ConnectionError("The client stopped: no result will come."))
         await self._readback.stop()
         await self._consumer.stop()
         await self._producer.stop()
@@ -203,12 +205,15 @@ class OrchestratorClient:
             raise
         except Exception as error:
             # Waiters must not hang on a reader that is gone: they get the error.
-            self._reader_error = error
-            for waiters in self._waiters.values():
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(error)
+            self._fail_waiters(error)
             raise
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        self._reader_error = error
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
 
     def _on_result(self, value: bytes | None, received_at: float) -> None:
         try:
@@ -262,24 +267,18 @@ class OrchestratorClient:
         return self._results.get(request_id)
 
     async def lookup(self, request_id: str, *, window_ms: int) -> dict[str, Any] | None:
-        """The result event of ``request_id``, from memory or read back from Kafka.
+        """The result event of ``request_id``, from memory or read back from Kafka
+        (written in the last ``window_ms``; see :class:`RequestReadback`), else None."""
+        if request_id not in self._results:
+            found = await self._readback.result(request_id, window_ms=window_ms)
+            if found is not None and request_id not in self._results:
+                self._keep(found, time.monotonic())
+        return self._results.get(request_id)
 
-        A result the reader did not keep is looked for in the request's result
-        partition among the records written in the last ``window_ms``: only up to
-        where the reader started, unless the reader has since forgotten results.
-        None if there is none (not answered yet, or older than the window).
-        """
-        known = self._results.get(request_id)
-        if known is not None or self._request_partitions == 0:
-            return known
-        partition = partition_of(request_id, self._request_partitions)
-        until = None if self._forgot_any else self._started_at.get(partition)
-        found = await self._readback.find(
-            request_id, partition=partition, window_ms=window_ms, until=until
-        )
-        if found is not None and request_id not in self._results:
-            self._keep(found, time.monotonic())
-        return self._results.get(request_id, found)
+    async def find_request(self, request_id: str, *, window_ms: int) -> dict[str, Any] | None:
+        """The request event of ``request_id`` if it was published in the last
+        ``window_ms`` (by any process), read back from its request partition."""
+        return await self._readback.request(request_id, window_ms=window_ms)
 
     async def wait_for(
         self,
@@ -329,7 +328,7 @@ class OrchestratorClient:
         while len(self._results) > self._max_kept:
             forgotten, _ = self._results.popitem(last=False)
             self.received_at.pop(forgotten, None)
-            self._forgot_any = True
+            self._readback.forgot_any = True
         del self.duplicates[: -self._max_kept]
 
     async def run(

@@ -145,8 +145,9 @@ class CoordinatorSettings(BaseSettings):
     ingress_wait_ms: int = 10_000
     """How long ``POST /flows/{name}`` waits for the result before it answers 202 with
     a ``Location`` to fetch it from; a ``Prefer: wait=N`` header (seconds) overrides it."""
-    ingress_max_body_bytes: int = 1_048_576
-    """Largest request body the ingress reads (413 beyond it)."""
+    ingress_max_body_bytes: int = 1_000_000
+    """Largest request body the ingress reads (413 beyond it); at most 1,015,808 (Kafka's
+    1 MiB request limit less room for the event around the body)."""
     ingress_cors_origins: str = ""
     """Origins allowed to call the ingress from a browser, separated by commas
     (``*`` for any); empty turns CORS off."""
@@ -162,6 +163,12 @@ class CoordinatorSettings(BaseSettings):
     the result topic and the saga changelog when the ingress starts."""
     timeline_max_sagas: int = 1_000
     """Sagas the timeline page keeps (the most recent ones); older ones drop out."""
+    ingress_lookup_timeout_ms: int = 5_000
+    """How long the ingress reads Kafka back for one result or request before it
+    answers "not found yet" (202 if the request is known, else 404)."""
+    ingress_max_waiters: int = 10_000
+    """Callers one ingress process lets wait for a result at once (long polls, POSTs
+    in their wait); more are answered 503 ``ingress.too_many_waiters``."""
 
     if not TYPE_CHECKING:
         # Hidden from the type checker so that the pydantic plugin still checks the

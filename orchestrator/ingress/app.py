@@ -23,8 +23,9 @@ from orchestrator.flow_files import FlowRegistry
 from orchestrator.ingress.config import IngressConfig
 from orchestrator.ingress.metrics import IngressMetrics
 from orchestrator.ingress.openapi import build_openapi
-from orchestrator.ingress.routes import IngressEndpoints, ResultClient
+from orchestrator.ingress.routes import IngressEndpoints
 from orchestrator.ingress.status import COMPLETE_HEADER, REQUEST_ID_HEADER
+from orchestrator.ingress.waiting import ResultClient
 
 Hook = Callable[[Starlette], Awaitable[None]]
 """A start-up or shutdown hook: an async function of the app."""

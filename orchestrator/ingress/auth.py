@@ -6,7 +6,9 @@ The tokens file (``ORCH_INGRESS_TOKENS_FILE``, YAML or JSON) maps a flow name, o
     order-details: [s3cret-frontend, s3cret-mobile]
     "*": [s3cret-admin]
 
-A flow that is not named (and no ``*``) asks for no token. A caller presents a
+A loaded flow that is not named (and no ``*``) asks for no token. Once any token
+is configured, a flow that is not loaded (a result of another ingress's flow, read
+from Kafka) is protected and needs a ``*`` token. A caller presents a
 token as ``Authorization: Bearer <token>`` or ``X-API-Key: <token>``. Tokens are
 compared in constant time, all of them every time, so the answer's timing does
 not tell how much of a token was right.
@@ -28,12 +30,19 @@ EVERY_FLOW = "*"
 
 @dataclass(frozen=True, slots=True)
 class TokenTable:
-    """Which tokens may call which flow. Empty: no flow asks for a token."""
+    """Which tokens may call which flow. Empty: no flow asks for a token.
+
+    ``flows`` are the loaded flows (None: every flow counts as loaded). With tokens
+    enabled, a flow outside them is protected: only a ``*`` token may see it.
+    """
 
     tokens: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
+    flows: frozenset[str] | None = None
 
     def protects(self, flow: str) -> bool:
-        """Whether calling ``flow`` needs a token."""
+        """Whether calling (or reading the results of) ``flow`` needs a token."""
+        if self.flows is not None and flow not in self.flows and self.enabled:
+            return True
         return bool(self.tokens.get(flow) or self.tokens.get(EVERY_FLOW))
 
     @property
@@ -104,5 +113,6 @@ def load_tokens(path: str, *, flows: Iterable[str]) -> TokenTable:
     return TokenTable(
         tokens={
             str(name): tuple(token.encode() for token in tokens) for name, tokens in raw.items()
-        }
+        },
+        flows=frozenset(known),
     )

@@ -10,9 +10,17 @@ from orchestrator.errors import SetupError
 from orchestrator.ingress.auth import TokenTable, load_tokens
 from orchestrator.settings import CoordinatorSettings
 
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:~-]{1,200}")
 """What an ``Idempotency-Key`` (a request id) may be: safe in a URL path, a Kafka key
-and a CloudEvents id."""
+and a CloudEvents id. Use ``fullmatch`` (``$`` would let a trailing newline in)."""
+
+PRODUCER_MAX_REQUEST_BYTES = 1_048_576
+"""The largest request the client's producer sends (aiokafka's ``max_request_size``
+default, which :class:`~orchestrator.client.OrchestratorClient` keeps)."""
+
+ENVELOPE_MARGIN_BYTES = 32_768
+"""Room a request event needs beyond its input: the JSON around it, the request id,
+the flow name, the CloudEvents and trace headers and the record batch overhead."""
 
 MAX_PREFER_WAIT_S = 300.0
 """The longest wait a ``Prefer: wait=N`` header can ask for."""
@@ -23,9 +31,13 @@ class IngressConfig:
     """What the ingress needs beyond Kafka's address and topics."""
 
     wait_ms: int = 10_000
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = 1_000_000
     cors_origins: tuple[str, ...] = ()
     lookup_window_ms: int = 3_600_000
+    lookup_timeout_ms: int = 5_000
+    max_lookups: int = 16
+    """Read-backs of Kafka running or queued at once; more answer "not found yet"."""
+    max_waiters: int = 10_000
     tokens: TokenTable = field(default_factory=TokenTable)
 
     def __post_init__(self) -> None:
@@ -35,6 +47,20 @@ class IngressConfig:
             raise SetupError(
                 f"ORCH_INGRESS_MAX_BODY_BYTES must be at least 1, got {self.max_body_bytes}."
             )
+        largest = PRODUCER_MAX_REQUEST_BYTES - ENVELOPE_MARGIN_BYTES
+        if self.max_body_bytes > largest:
+            raise SetupError(
+                f"ORCH_INGRESS_MAX_BODY_BYTES is {self.max_body_bytes}, but Kafka requests "
+                f"of the ingress are at most {PRODUCER_MAX_REQUEST_BYTES} bytes with the "
+                f"event around the body: set it to {largest} or less."
+            )
+        for name, value in (
+            ("ORCH_INGRESS_LOOKUP_TIMEOUT_MS", self.lookup_timeout_ms),
+            ("ORCH_INGRESS_MAX_WAITERS", self.max_waiters),
+            ("max_lookups", self.max_lookups),
+        ):
+            if value < 1:
+                raise SetupError(f"{name} must be at least 1, got {value}.")
 
     @classmethod
     def from_settings(cls, settings: CoordinatorSettings, *, flows: Iterable[str]) -> IngressConfig:
@@ -51,6 +77,8 @@ class IngressConfig:
             max_body_bytes=settings.ingress_max_body_bytes,
             cors_origins=origins,
             lookup_window_ms=settings.ingress_lookup_window_ms,
+            lookup_timeout_ms=settings.ingress_lookup_timeout_ms,
+            max_waiters=settings.ingress_max_waiters,
             tokens=load_tokens(settings.ingress_tokens_file, flows=flows),
         )
 

@@ -28,16 +28,25 @@ INGRESS_CODES: dict[str, tuple[int, str]] = {
     ),
     "ingress.body_too_large": (
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-        "the body is larger than ORCH_INGRESS_MAX_BODY_BYTES",
+        "the body is larger than ORCH_INGRESS_MAX_BODY_BYTES, or the request event "
+        "larger than Kafka accepts",
+    ),
+    "ingress.idempotency_key_reused": (
+        HTTPStatus.CONFLICT,
+        "the Idempotency-Key (request id) was already used for another flow",
     ),
     "ingress.result_not_found": (
         HTTPStatus.NOT_FOUND,
-        "no result for this request id within ORCH_INGRESS_LOOKUP_WINDOW_MS, and this "
-        "ingress is not waiting for one",
+        "neither a result nor the request itself within ORCH_INGRESS_LOOKUP_WINDOW_MS "
+        "(or the look-up timed out)",
     ),
     "ingress.kafka_unavailable": (
         HTTPStatus.SERVICE_UNAVAILABLE,
         "the request could not be published to Kafka, or the result reader stopped",
+    ),
+    "ingress.too_many_waiters": (
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "ORCH_INGRESS_MAX_WAITERS callers already wait for a result in this process",
     ),
 }
 """Every code the ingress answers with on its own, with its HTTP status and meaning."""

@@ -26,10 +26,10 @@ def json_response(status: int, body: Any, headers: Mapping[str, str] | None = No
     )
 
 
-def answer(result: dict[str, Any]) -> Response:
+def answer(result: dict[str, Any], *, optional_steps: frozenset[str] = frozenset()) -> Response:
     body = result_body(result)
     return json_response(
-        status_of_result(result),
+        status_of_result(result, optional_steps=optional_steps),
         body,
         {
             COMPLETE_HEADER: "true" if body["complete"] else "false",
@@ -38,7 +38,7 @@ def answer(result: dict[str, Any]) -> Response:
     )
 
 
-def pending(request_id: str, flow: str) -> Response:
+def pending(request_id: str, flow: str | None) -> Response:
     return json_response(
         HTTPStatus.ACCEPTED,
         pending_body(request_id, flow),

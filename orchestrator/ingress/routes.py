@@ -8,54 +8,37 @@ consumer per request and no polling: a waiter costs a future and a timer.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orchestrator.client import ResultTimeoutError
 from orchestrator.flow import CompiledFlow
 from orchestrator.ingress.auth import presented_token
 from orchestrator.ingress.body import parse_input, read_limited
-from orchestrator.ingress.config import IDEMPOTENCY_KEY, IngressConfig, preferred_wait
+from orchestrator.ingress.config import (
+    IDEMPOTENCY_KEY,
+    PRODUCER_MAX_REQUEST_BYTES,
+    IngressConfig,
+    preferred_wait,
+)
 from orchestrator.ingress.errors import IngressRefusal
 from orchestrator.ingress.metrics import IngressMetrics
 from orchestrator.ingress.responses import answer, json_response, pending, refused
+from orchestrator.ingress.waiting import READBACK_DELAY_S, ResultClient, ResultWaits
 
 logger = logging.getLogger(__name__)
 
 MAX_TRACKED = 100_000
 """Requests this ingress published that it remembers (to answer 202, not 404)."""
-
-
-class ResultClient(Protocol):
-    """What the ingress needs of :class:`~orchestrator.client.OrchestratorClient`."""
-
-    async def submit(
-        self, flow: str, input: dict[str, Any], *, request_id: str | None = None
-    ) -> str: ...
-
-    async def wait_for(
-        self,
-        request_id: str,
-        *,
-        timeout: float = 30.0,  # noqa: ASYNC109
-    ) -> dict[str, Any]: ...
-
-    def result_of(self, request_id: str) -> dict[str, Any] | None: ...
-
-    async def lookup(self, request_id: str, *, window_ms: int) -> dict[str, Any] | None: ...
-
-    async def connected(self, *, timeout: float = 2.0) -> bool: ...  # noqa: ASYNC109
 
 
 class IngressEndpoints:
@@ -77,6 +60,7 @@ class IngressEndpoints:
         self._openapi = openapi
         self._published: OrderedDict[str, str] = OrderedDict()
         """Request ids this ingress published, with their flow (most recent last)."""
+        self._waits = ResultWaits(client=client, config=config, metrics=metrics)
 
     def routes(self) -> list[Route]:
         return [
@@ -117,7 +101,7 @@ class IngressEndpoints:
             )
         self._authorize(request, name)
         key = request.headers.get("idempotency-key")
-        if key is not None and not IDEMPOTENCY_KEY.match(key):
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
             raise IngressRefusal.of(
                 "ingress.invalid_idempotency_key",
                 "The Idempotency-Key header must be 1 to 200 characters of A-Z a-z 0-9 "
@@ -129,9 +113,30 @@ class IngressEndpoints:
         if key is not None:
             answered = self._client.result_of(key)
             if answered is not None:
-                return answer(answered)
+                return self._answer(request, answered, flow=name)
+        with self._waits.slot():
+            request_id = await self._publish(name, flow_input, key)
+            # A retried key may have been answered before this process started: then
+            # the coordinator drops the copy as a duplicate, and only Kafka has the
+            # result. Read back only if it does not come at once (fresh keys do).
+            result = await self._waits.result_within(
+                request_id, wait_s, read_back_after=READBACK_DELAY_S if key else None
+            )
+        if result is None:
+            return pending(request_id, name)
+        return self._answer(request, result, flow=name)
+
+    async def _publish(self, name: str, flow_input: dict[str, Any], key: str | None) -> str:
         try:
             request_id = await self._client.submit(name, flow_input, request_id=key)
+        except MessageSizeTooLargeError:
+            raise IngressRefusal.of(
+                "ingress.body_too_large",
+                f"The request event is larger than Kafka accepts (the ingress sends at most "
+                f"{PRODUCER_MAX_REQUEST_BYTES} bytes, and the broker and topic have limits "
+                f"of their own), although the body is within ORCH_INGRESS_MAX_BODY_BYTES "
+                f"({self._config.max_body_bytes} bytes): send a smaller input.",
+            ) from None
         except Exception as error:
             logger.warning("could not publish a request of %s: %s", name, error)
             raise IngressRefusal.of(
@@ -139,13 +144,10 @@ class IngressEndpoints:
                 f"The request could not be published to Kafka ({type(error).__name__}); "
                 "retry it, with an Idempotency-Key to make retries safe.",
             ) from None
-        self._remember(request_id, name)
-        # A retried key may have been answered before this process started: then the
-        # coordinator drops the copy as a duplicate, and only Kafka has the result.
-        result = await self._await_result(request_id, wait_s, read_back=key is not None)
-        if result is None:
-            return pending(request_id, name)
-        return answer(result)
+        if request_id not in self._published:
+            # A key reused for another flow keeps the flow of its first request.
+            self._remember(request_id, name)
+        return request_id
 
     # -- GET /requests/{id} --------------------------------------------------
 
@@ -167,29 +169,55 @@ class IngressEndpoints:
 
     async def _get_request(self, request: Request, request_id: str) -> tuple[Response, str | None]:
         result = self._client.result_of(request_id)
+        if result is not None:
+            return self._answer(request, result), _flow_of(result)
         flow = self._published.get(request_id)
-        if result is None and flow is not None:
+        wait_s = preferred_wait(request.headers.get("prefer"), 0.0)
+        if flow is not None:
             self._authorize(request, flow)
-            wait_s = preferred_wait(request.headers.get("prefer"), 0.0)
-            result = await self._await_result(request_id, wait_s, read_back=False)
+            with self._waits.slot():
+                result = await self._waits.result_within(request_id, wait_s, read_back_after=None)
+            if result is None:
+                # The client may have dropped the result from memory since.
+                result = (await self._waits.lookup(request_id)).event
             if result is None:
                 return pending(request_id, flow), flow
-        if result is None and all(self._config.tokens.protects(name) for name in self._flows):
+            return self._answer(request, result), _flow_of(result)
+        # Published by another replica, or before this process started.
+        if all(self._config.tokens.protects(name) for name in self._flows):
             # Before reading Kafka: when every flow asks for a token, a caller
             # without one costs nothing.
             self._authorize(request, None)
-        if result is None and IDEMPOTENCY_KEY.match(request_id):
-            result = await self._client.lookup(request_id, window_ms=self._config.lookup_window_ms)
+        if not IDEMPOTENCY_KEY.fullmatch(request_id):
+            raise self._not_found(request_id, gave_up=False)
+        found = await self._waits.lookup(request_id)
+        if found.event is not None:
+            return self._answer(request, found.event), _flow_of(found.event)
+        asked = await self._waits.find_request(request_id)
+        if asked.event is None:
+            raise self._not_found(request_id, gave_up=found.gave_up or asked.gave_up)
+        flow = _flow_of(asked.event)
+        self._authorize(request, flow)
+        # Any result from now on reaches this process's reader (each replica sees all).
+        with self._waits.slot():
+            result = await self._waits.result_within(request_id, wait_s, read_back_after=None)
         if result is None:
-            raise IngressRefusal.of(
+            return pending(request_id, flow), flow
+        return self._answer(request, result), _flow_of(result)
+
+    def _not_found(self, request_id: str, *, gave_up: bool) -> IngressRefusal:
+        window_s = self._config.lookup_window_ms // 1000
+        if gave_up:
+            return IngressRefusal.of(
                 "ingress.result_not_found",
-                f"No result for request {request_id} in the last "
-                f"{self._config.lookup_window_ms // 1000} s, and this ingress is not waiting "
-                "for one (it may run on another ingress, or not have been sent).",
+                f"The look-up of request {request_id} in Kafka timed out (or too many ran "
+                "at once): nothing is known of it yet; retry later.",
             )
-        flow = result.get("flow")
-        self._authorize(request, flow if isinstance(flow, str) else None)
-        return answer(result), flow if isinstance(flow, str) else None
+        return IngressRefusal.of(
+            "ingress.result_not_found",
+            f"Neither a result nor the request {request_id} itself was published in the "
+            f"last {window_s} s (it may not have been sent, or be older).",
+        )
 
     # -- the rest --------------------------------------------------------------
 
@@ -233,51 +261,32 @@ class IngressEndpoints:
                 else "The token is not valid for this flow.",
             )
 
+    def _answer(
+        self, request: Request, result: dict[str, Any], *, flow: str | None = None
+    ) -> Response:
+        """Answer with ``result``, if the caller may see its flow; with ``flow``, the
+        result must be of that flow (an Idempotency-Key reused for another flow is
+        refused without showing the other flow's result)."""
+        of = _flow_of(result)
+        if flow is not None and of != flow:
+            raise IngressRefusal.of(
+                "ingress.idempotency_key_reused",
+                f"The Idempotency-Key {result.get('request_id')} was already used for a "
+                f"request of another flow; use a new key for {flow}.",
+            )
+        self._authorize(request, of)
+        steps = self._flows[of].steps if of is not None and of in self._flows else ()
+        return answer(
+            result, optional_steps=frozenset(step.name for step in steps if step.optional)
+        )
+
     def _remember(self, request_id: str, flow: str) -> None:
         self._published[request_id] = flow
         self._published.move_to_end(request_id)
         while len(self._published) > MAX_TRACKED:
             self._published.popitem(last=False)
 
-    async def _await_result(
-        self, request_id: str, wait_s: float, *, read_back: bool
-    ) -> dict[str, Any] | None:
-        """The result within ``wait_s``, from the reader (or a read-back), else None."""
-        self._metrics.waiting.inc()
-        waiter = asyncio.ensure_future(self._client.wait_for(request_id, timeout=wait_s))
-        running: set[asyncio.Future[Any]] = {waiter}
-        if read_back:
-            running.add(
-                asyncio.ensure_future(
-                    self._client.lookup(request_id, window_ms=self._config.lookup_window_ms)
-                )
-            )
-        try:
-            while running:
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task is waiter:
-                        error = task.exception()
-                        if isinstance(error, ResultTimeoutError):
-                            return None
-                        if error is not None:
-                            # The result reader failed: nothing will answer here.
-                            logger.warning("waiting for %s failed: %s", request_id, error)
-                            raise IngressRefusal.of(
-                                "ingress.kafka_unavailable",
-                                f"The result reader stopped ({type(error).__name__}); the "
-                                f"request {request_id} may still run: fetch it from "
-                                f"/requests/{request_id} later.",
-                            )
-                        return task.result()  # type: ignore[no-any-return]
-                    if task.exception() is not None:
-                        logger.warning("reading back %s failed: %s", request_id, task.exception())
-                    elif task.result() is not None:
-                        return task.result()  # type: ignore[no-any-return]
-            return None
-        finally:
-            for task in running:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            self._metrics.waiting.dec()
+
+def _flow_of(event: dict[str, Any]) -> str | None:
+    flow = event.get("flow")
+    return flow if isinstance(flow, str) else None

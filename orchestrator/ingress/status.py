@@ -7,8 +7,9 @@ Every answer of ``POST /flows/{name}`` and ``GET /requests/{id}`` has one shape:
 
 ``status`` is the result's (``completed``, ``failed``, ``compensation_failed``),
 ``pending`` while there is no result yet (202), or ``rejected`` when the ingress
-refused the request itself. A failed result's HTTP status comes from its first
-error's code, by family (:data:`STATUS_BY_CODE`).
+refused the request itself. A failed result's HTTP status comes from the code of
+the error that ended the saga (:func:`deciding_error`), by family
+(:data:`STATUS_BY_CODE`).
 """
 
 from __future__ import annotations
@@ -44,13 +45,50 @@ def status_of_code(code: str) -> int:
     return int(HTTPStatus.INTERNAL_SERVER_ERROR)
 
 
-def status_of_result(result: dict[str, Any]) -> int:
-    """200 for a completed result (complete or not); otherwise by its first error."""
+FAILING_STEP = frozenset({"failed", "timed_out", "compensation_failed"})
+"""Step summary statuses of a step that may have ended the saga."""
+
+
+def deciding_error(
+    result: dict[str, Any], *, optional_steps: frozenset[str] = frozenset()
+) -> dict[str, Any] | None:
+    """The error that ended a failed saga, among the result's ``errors``.
+
+    ``errors`` are in the order they happened (:mod:`orchestrator.saga.core`): first
+    the failures of optional steps' calls that yielded their default (the saga
+    carried on), then the one that failed the saga (a required step's call, a
+    step's ``when``/``input``, ``step.deadline``, ``result.mapping_error``, or a
+    flow-level code with no step), then failures of calls still in flight and of
+    compensations. So the first error that is neither a defaulted optional call
+    (a call error of a step in ``optional_steps``) nor of a step whose summary
+    says it did not fail is the one; the first error if none is.
+    """
+    errors = [error for error in result.get("errors") or [] if isinstance(error, dict)]
+    summary = {
+        step.get("step"): step.get("status")
+        for step in result.get("steps") or []
+        if isinstance(step, dict)
+    }
+    for error in errors:
+        step = error.get("step")
+        if step is None:
+            return error
+        if step in optional_steps and error.get("call") is not None:
+            continue
+        if summary.get(step, "failed") in FAILING_STEP:
+            return error
+    return errors[0] if errors else None
+
+
+def status_of_result(
+    result: dict[str, Any], *, optional_steps: frozenset[str] = frozenset()
+) -> int:
+    """200 for a completed result (complete or not); otherwise by the error that
+    ended the saga (``optional_steps``: the flow's steps that have a default)."""
     if result.get("status") == "completed":
         return int(HTTPStatus.OK)
-    errors = result.get("errors") or []
-    code = errors[0].get("code", "") if errors and isinstance(errors[0], dict) else ""
-    return status_of_code(code)
+    error = deciding_error(result, optional_steps=optional_steps)
+    return status_of_code(str(error.get("code", "")) if error is not None else "")
 
 
 def result_body(result: dict[str, Any]) -> dict[str, Any]:

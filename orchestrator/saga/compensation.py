@@ -94,7 +94,11 @@ def _withdraw_unsent(state: SagaState, actions: list[SagaAction], *, now_ms: int
             progress.attempts_made -= 1
             # This attempt never left: the call's count of attempts says so too.
             progress.attempts[slot] -= 1
-            timing.ended(progress.times, slot, now_ms)
+            if progress.attempts[slot] == 0:
+                timing.withdrawn(progress.times, slot, now_ms)
+            else:
+                # A retry withdrawn: the call began with its first attempt.
+                timing.ended(progress.times, slot, now_ms)
             state.in_flight -= 1
             continue
         if isinstance(action, ArmTimer) and action.kind == "retry":

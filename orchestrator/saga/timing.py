@@ -47,6 +47,14 @@ def ended(times: list[int] | None, slot: int, now_ms: int) -> None:
         times[2 * slot + 1] = now_ms
 
 
+def withdrawn(times: list[int] | None, slot: int, now_ms: int) -> None:
+    """Call ``slot`` was withdrawn before its first attempt left: it never began, and
+    became final (cancelled) at ``now_ms``."""
+    if times is not None and 2 * slot < len(times):
+        times[2 * slot] = UNSET
+        times[2 * slot + 1] = now_ms
+
+
 def call_timeline(
     state: SagaState,
     progress: StepProgress,

@@ -1,9 +1,11 @@
 """Who sees which sagas: the ingress's per-flow tokens cover the timeline too.
 
 A caller sees the sagas of the flows that ask for no token, and of those its token
-(``Authorization: Bearer <token>`` or ``X-API-Key: <token>``) may call; a result
-with no flow (an undecodable request) only with a valid token, when any flow asks
-for one. The page itself holds no data and needs no token.
+(``Authorization: Bearer <token>`` or ``X-API-Key: <token>``) may call; sagas of a
+flow this process did not load only with a ``*`` token (the rule lives in
+:class:`~orchestrator.ingress.auth.TokenTable`); a result with no flow (an
+undecodable request) only with a valid token, when any flow asks for one. The page
+itself holds no data and needs no token.
 """
 
 from __future__ import annotations

@@ -101,17 +101,21 @@ async function loadList() {
   $("saga-count").textContent = body.sagas.length + " shown, " + body.held + " held";
 }
 
+function known(value) { return value !== null && value !== undefined; }
+
 function calls(detail) {
   const rows = [];
-  for (const step of detail.steps) {
-    if (step.call_timeline.length === 0) {
+  for (const step of detail.steps || []) {
+    // Results before schema version 3 have no call_timeline (nor step times).
+    const timed = Array.isArray(step.call_timeline) ? step.call_timeline : [];
+    if (timed.length === 0) {
       rows.push({ step, call: { call: step.step, started_ms: step.started_ms,
-        finished_ms: step.finished_ms, attempts: step.attempts, outcome: step.status,
+        finished_ms: step.finished_ms, attempts: step.attempts || 0, outcome: step.status,
         error_code: null, compensation: null }, summary: true });
     }
-    for (const call of step.call_timeline) rows.push({ step, call, summary: false });
-    const hidden = step.calls - step.call_timeline.length;
-    if (step.call_timeline.length > 0 && hidden > 0) rows.push({ step, more: hidden });
+    for (const call of timed) rows.push({ step, call, summary: false });
+    const hidden = (step.calls || 0) - timed.length;
+    if (timed.length > 0 && hidden > 0) rows.push({ step, more: hidden });
   }
   return rows;
 }
@@ -143,8 +147,9 @@ function drawAxis(detail) {
     const c = row.call;
     const g = svg("g", { class: "call-row", "data-call": c.call });
     g.appendChild(svg("text", { x: 4, y: y + 15 }, c.call));
-    if (c.started_ms !== null && c.started_ms !== undefined) {
-      const end = c.finished_ms === null || c.finished_ms === undefined ? span : c.finished_ms;
+    // A call that never began (held back, or withdrawn before it was sent) gets no bar.
+    if (known(c.started_ms)) {
+      const end = known(c.finished_ms) ? c.finished_ms : span;
       const bar = svg("rect", { class: "call-bar outcome-" + c.outcome,
         x: x(c.started_ms), y: y + 4, width: Math.max(3, x(end) - x(c.started_ms)),
         height: rowH - 8, rx: 2,
@@ -159,8 +164,8 @@ function drawAxis(detail) {
       }
     }
     const u = c.compensation;
-    if (u && u.started_ms !== null) {
-      const end = u.finished_ms === null ? span : u.finished_ms;
+    if (u && known(u.started_ms)) {
+      const end = known(u.finished_ms) ? u.finished_ms : span;
       const bar = svg("rect", { class: "undo-bar outcome-" + u.outcome,
         x: x(u.started_ms), y: y + 7, width: Math.max(3, x(end) - x(u.started_ms)),
         height: rowH - 14, rx: 2,
@@ -207,7 +212,7 @@ async function loadDetail(requestId) {
   }
   const axis = node("div", { id: "axis-box" });
   const errors = node("ul", { id: "saga-errors" });
-  for (const e of d.errors) {
+  for (const e of d.errors || []) {
     const text = e.code + (e.call ? " [" + e.call + "]" : "") +
       (e.adapter_code ? " (" + e.adapter_code + ")" : "") + ": " + e.message;
     errors.appendChild(node("li", { class: "saga-error" }, text));
@@ -223,9 +228,9 @@ async function loadDetail(requestId) {
     }
     parts.push(list);
   }
-  parts.push(node("h3", {}, "Errors (" + d.errors.length + ")"), errors);
+  parts.push(node("h3", {}, "Errors (" + errors.children.length + ")"), errors);
   box.replaceChildren(...parts);
-  if (d.steps.length > 0) axis.appendChild(drawAxis(d));
+  if ((d.steps || []).length > 0) axis.appendChild(drawAxis(d));
   for (const row of document.querySelectorAll("tr.saga-row")) {
     row.classList.toggle("selected", row.getAttribute("data-request-id") === requestId);
   }

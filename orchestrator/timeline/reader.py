@@ -5,7 +5,14 @@ every partition of both topics and commits nothing). On start it seeks each
 partition to the first record at or after ``now - timeline_window_ms``
 (``offsets_for_times``), then follows both topics live. Topics that do not exist
 yet (an ingress started before the first coordinator) are looked for again every
-second, so the page fills once they appear.
+second, so the page fills once they appear; partitions added to them later are
+picked up within :data:`RECHECK_PARTITIONS_S`.
+
+Of the changelog it decodes only saga start records and finished markers (the
+``s:`` keys), and the recorded events of the sagas it shows running: flow
+definitions, value parts and the events (reply outputs) of ended sagas are skipped
+by their key, undecoded. A finished marker or a tombstone on an ``s:`` key ends the
+saga's running entry.
 
 It has its own consumer rather than sharing the ingress client's result reader:
 that one starts at the end of the result topic (it only awaits new results), and
@@ -29,6 +36,8 @@ from orchestrator.timeline.store import TimelineStore
 logger = logging.getLogger(__name__)
 
 RETRY_ASSIGN_S = 1.0
+RECHECK_PARTITIONS_S = 30.0
+"""How often the reader looks for partitions added to its topics (one metadata request)."""
 _CHUNKED = b"#chunks:"
 """A changelog value split into parts (over 512 KiB): the timeline skips it."""
 
@@ -50,10 +59,19 @@ class TimelineReader:
         )
         self._task: asyncio.Task[None] | None = None
         self._assigned: set[TopicPartition] = set()
+        self.recheck_s = RECHECK_PARTITIONS_S
 
     async def start(self) -> None:
-        """Connect and start following; returns at once (reading goes on in a task)."""
-        await self._consumer.start()
+        """Connect and start following; returns at once (reading goes on in a task).
+
+        If connecting fails the consumer is closed before the error is raised.
+        """
+        try:
+            await self._consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the start's own error is the one to raise
+                await self._consumer.stop()
+            raise
         self._task = asyncio.create_task(self._follow(), name="timeline-reader")
 
     async def stop(self) -> None:
@@ -66,9 +84,12 @@ class TimelineReader:
 
     async def _follow(self) -> None:
         wanted = (self.settings.result_topic, self.settings.changelog_topic)
+        checked = time.monotonic()
         while True:
             try:
-                if len({tp.topic for tp in self._assigned}) < len(wanted):
+                missing = len({tp.topic for tp in self._assigned}) < len(wanted)
+                if missing or time.monotonic() - checked >= self.recheck_s:
+                    checked = time.monotonic()
                     await self._assign(wanted)
                 if not self._assigned:
                     await asyncio.sleep(RETRY_ASSIGN_S)
@@ -110,20 +131,42 @@ class TimelineReader:
         self._assigned |= new
 
     def _take(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        if value is None or key is None or value.startswith(_CHUNKED):
-            return
-        try:
-            body: Any = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(body, dict):
+        if key is None:
             return
         if topic == self.settings.result_topic:
-            self.store.add_result(body)
+            body = _decoded(value)
+            if body is not None:
+                self.store.add_result(body)
             return
-        kind, _, rest = key.decode(errors="replace").partition(":")
-        if kind == "s" and "done" not in body and isinstance(body.get("started_ms"), int):
-            self.store.add_start(rest, flow=body.get("flow"), started_ms=body["started_ms"])
-        elif kind == "e":
-            request_id, _, _number = rest.rpartition("/")
-            self.store.add_event(request_id, body)
+        if key.startswith(b"s:"):
+            request_id = key[2:].decode(errors="replace")
+            if value is None:
+                self.store.end(request_id)  # the finished marker's tombstone
+                return
+            body = _decoded(value)
+            if body is None:
+                return
+            if "done" in body:
+                self.store.end(request_id)
+            elif isinstance(body.get("started_ms"), int):
+                self.store.add_start(
+                    request_id, flow=body.get("flow"), started_ms=body["started_ms"]
+                )
+        elif key.startswith(b"e:"):
+            request_id, _, _number = key[2:].decode(errors="replace").rpartition("/")
+            if self.store.is_running(request_id):
+                body = _decoded(value)
+                if body is not None:
+                    self.store.add_event(request_id, body)
+        # "f:" flow definitions and "c:" value parts: nothing the timeline shows.
+
+
+def _decoded(value: bytes | None) -> dict[str, Any] | None:
+    """A record's JSON object; None for a tombstone, a split value or anything else."""
+    if value is None or value.startswith(_CHUNKED):
+        return None
+    try:
+        body: Any = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None

@@ -10,6 +10,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from contracts.flow import FlowDefinition
 from handlers.demo.http_server import RouteResult
@@ -57,6 +60,7 @@ class Ingress:
     http: httpx.AsyncClient
     server: RecordingServer
     hold: threading.Event
+    gate: threading.Event
     settings: CoordinatorSettings
     registry: FlowRegistry
 
@@ -73,9 +77,19 @@ def _flows(base_url: str) -> FlowRegistry:
         "slow-flow": {"steps": {"s": http_step("slow", timeout_ms=300, **one)}, "result": "s"},
         "hold-flow": {"steps": {"h": http_step("hold", timeout_ms=30_000)}, "result": "h"},
         "secret-flow": {"steps": {"a": http_step("a")}, "result": {"id": "a.id"}},
+        "gate-flow": {"steps": {"g": http_step("gate", timeout_ms=30_000)}, "result": "g"},
+        # An optional step times out (and defaults) before a required one fails.
+        "mixed-flow": {
+            "steps": {
+                "o": http_step("slow", timeout_ms=300, optional=True, **one),
+                "r": http_step("declined", after=["o"], **one),
+            },
+            "result": "r",
+        },
     }
+    operations = ["a", "broken", "slow", "hold", "gate", "declined"]
     catalog = catalog_from_data(
-        {"services": {SHOP: http_service(base_url, ["a", "broken", "slow", "hold"])}},
+        {"services": {SHOP: http_service(base_url, operations)}},
         source="ingress test catalog",
     )
     compiled = {
@@ -93,6 +107,7 @@ async def ingress(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Ingress]:
     hold = threading.Event()
+    gate = threading.Event()
 
     def slow(hit: Hit) -> RouteResult:
         server.release.wait(2.0)
@@ -102,13 +117,23 @@ async def ingress(
         hold.wait(30.0)
         return 200, {"id": f"held-{hit.path.rsplit('/', 1)[-1]}"}
 
+    def gated(hit: Hit) -> RouteResult:
+        gate.wait(30.0)
+        return 200, {"id": "gated"}
+
     tokens_file = tmp_path_factory.mktemp("ingress") / "tokens.yaml"
     tokens_file.write_text(f"secret-flow: [{TOKEN}]\n")
     settings = CoordinatorSettings(
         bootstrap_servers=kafka_bootstrap, partitions=2, commit_interval_ms=50
     ).with_topics(f"test.{uuid.uuid4().hex[:10]}")
     with RecordingServer(
-        {"broken": answer_status(503, "down"), "slow": slow, "hold": held}
+        {
+            "broken": answer_status(503, "down"),
+            "declined": answer_status(409, "declined"),
+            "slow": slow,
+            "hold": held,
+            "gate": gated,
+        }
     ) as server:
         registry = _flows(server.url)
         config = IngressConfig(
@@ -136,10 +161,16 @@ async def ingress(
                     base_url=f"http://127.0.0.1:{port}", timeout=WAIT
                 ) as http:
                     yield Ingress(
-                        http=http, server=server, hold=hold, settings=settings, registry=registry
+                        http=http,
+                        server=server,
+                        hold=hold,
+                        gate=gate,
+                        settings=settings,
+                        registry=registry,
                     )
             finally:
                 hold.set()
+                gate.set()
                 uvicorn_server.should_exit = True
                 await serving
                 listener.close()
@@ -332,3 +363,160 @@ async def test_openapi_health_readiness_and_metrics(ingress: Ingress) -> None:
         in metrics
     )
     assert "orchestrator_ingress_waiting 0.0" in metrics
+
+
+@asynccontextmanager
+async def replica(
+    ingress: Ingress,
+    config: IngressConfig | None = None,
+    *,
+    client: OrchestratorClient | None = None,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A second ingress over the same topics (another replica, or a restart)."""
+    async with client or OrchestratorClient(ingress.settings) as fresh:
+        app = create_app(registry=ingress.registry, client=fresh, config=config or IngressConfig())
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://replica", timeout=WAIT
+        ) as http:
+            yield http
+
+
+async def test_a_key_reused_for_another_flow_is_409_and_shows_nothing(ingress: Ingress) -> None:
+    open_key, secret_key = (f"reuse-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    first = await ingress.http.post(
+        "/flows/ok-flow", json={"id": "o"}, headers={"Idempotency-Key": open_key}
+    )
+    secret = await ingress.http.post(
+        "/flows/secret-flow", json={"id": "s"}, headers={"Idempotency-Key": secret_key, **auth}
+    )
+    # The secret flow's result must not come back through an open flow's URL...
+    leaked = await ingress.http.post(
+        "/flows/ok-flow", json={"id": "o"}, headers={"Idempotency-Key": secret_key}
+    )
+    # ... and an open flow's result is not the secret flow's answer either.
+    crossed = await ingress.http.post(
+        "/flows/secret-flow", json={"id": "s"}, headers={"Idempotency-Key": open_key, **auth}
+    )
+    # A replica that never saw either reads the result back and refuses the same way.
+    async with replica(ingress) as other:
+        read_back = await other.post(
+            "/flows/ok-flow", json={"id": "o"}, headers={"Idempotency-Key": secret_key}
+        )
+
+    assert (first.status_code, secret.status_code) == (200, 200)
+    for refused in (leaked, crossed, read_back):
+        assert refused.status_code == 409
+        assert refused.json()["errors"][0]["code"] == "ingress.idempotency_key_reused"
+        assert refused.json()["data"] is None
+        assert "a-s" not in refused.text
+
+
+async def test_get_reads_back_a_result_the_client_dropped_from_memory(ingress: Ingress) -> None:
+    forgetful = OrchestratorClient(ingress.settings, max_kept_results=1)
+    async with replica(ingress, client=forgetful) as other:
+        first = await other.post("/flows/ok-flow", json={"id": "f-1"})
+        second = await other.post("/flows/ok-flow", json={"id": "f-2"})
+        assert forgetful.result_of(first.json()["request_id"]) is None
+        again = await other.get(f"/requests/{first.json()['request_id']}")
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert again.status_code == 200
+    assert again.json() == first.json()
+
+
+async def test_a_replica_answers_202_for_a_request_another_one_published(
+    ingress: Ingress,
+) -> None:
+    posted = await ingress.http.post(
+        "/flows/gate-flow", json={"id": "g-1"}, headers={"Prefer": "wait=0"}
+    )
+    location = posted.headers["location"]
+
+    async with replica(ingress) as other:
+        pending = await other.get(location)
+        ingress.gate.set()
+        waited = await other.get(location, headers={"Prefer": "wait=30"})
+        unknown = await other.get(f"/requests/never-sent-{uuid.uuid4().hex[:8]}")
+
+    assert posted.status_code == 202
+    assert pending.status_code == 202
+    assert pending.json()["flow"] == "gate-flow"
+    assert waited.status_code == 200
+    assert waited.json()["data"] == {"id": "gated"}
+    assert unknown.status_code == 404
+
+
+class CountingClient(OrchestratorClient):
+    """Counts read-backs of Kafka."""
+
+    lookups = 0
+
+    async def lookup(self, request_id: str, *, window_ms: int) -> dict[str, Any] | None:
+        self.lookups += 1
+        return await super().lookup(request_id, window_ms=window_ms)
+
+
+async def test_a_fresh_key_is_not_read_back_and_a_slow_lookup_gives_up(ingress: Ingress) -> None:
+    counting = CountingClient(ingress.settings)
+    async with replica(ingress, client=counting) as other:
+        fresh = await other.post(
+            "/flows/ok-flow",
+            json={"id": "k"},
+            headers={"Idempotency-Key": f"fresh-{uuid.uuid4().hex[:8]}"},
+        )
+    async with replica(ingress, IngressConfig(lookup_timeout_ms=1)) as hasty:
+        gave_up = await hasty.get(f"/requests/never-sent-{uuid.uuid4().hex[:8]}")
+
+    assert fresh.status_code == 200
+    assert counting.lookups == 0
+    assert gave_up.status_code == 404
+    assert "timed out" in gave_up.json()["errors"][0]["message"]
+
+
+async def test_the_status_comes_from_the_error_that_failed_the_saga(ingress: Ingress) -> None:
+    response = await ingress.http.post("/flows/mixed-flow", json={"id": "m-1"})
+
+    codes = [error["code"] for error in response.json()["errors"]]
+    assert codes[:2] == ["step.timeout", "step.business_error"]
+    assert response.status_code == 502
+
+
+async def test_a_request_over_kafkas_limit_is_413_not_503(ingress: Ingress) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=ingress.settings.bootstrap_servers)
+    await admin.start()
+
+    async def limit(size: str) -> None:
+        topic = ConfigResource(
+            ConfigResourceType.TOPIC,
+            ingress.settings.request_topic,
+            configs={"max.message.bytes": size},
+        )
+        await admin.alter_configs([topic])
+
+    try:
+        await limit("1500")
+        await asyncio.sleep(1.0)  # the broker applies a topic's config asynchronously
+        response = await ingress.http.post("/flows/ok-flow", json={"id": "x" * 3000})
+    finally:
+        await limit("1048588")
+        await admin.close()
+
+    assert response.status_code == 413
+    error = response.json()["errors"][0]
+    assert error["code"] == "ingress.body_too_large"
+    assert "Kafka" in error["message"]
+    assert "ORCH_INGRESS_MAX_BODY_BYTES" in error["message"]
+
+
+async def test_a_stopped_client_fails_its_waiters_at_once(ingress: Ingress) -> None:
+    client = OrchestratorClient(ingress.settings)
+    await client.start()
+    waiting = asyncio.create_task(client.wait_for("never-answered", timeout=60))
+    await asyncio.sleep(0.1)
+
+    await client.stop()
+
+    with pytest.raises(ConnectionError, match="client stopped"):
+        await asyncio.wait_for(waiting, 5)

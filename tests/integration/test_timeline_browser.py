@@ -5,6 +5,10 @@ One saga completes before the page's server starts (the timeline rebuilds it fro
 the result topic), one is compensated while it runs (followed live). The page must
 list both, narrow the list with its filters, draw the compensated saga's calls and
 undos on its time axis, list its errors, and show request ids as text, not markup.
+Two hand-written results sit in the topic too: one of schema version 2 (no step
+times, no call timeline: still in the window after an upgrade) and one with a call
+withdrawn before it was sent (no start time); the page shows both, draws no bar for
+the call that never began, and raises no script error anywhere.
 
 `make test` installs chromium (``make browser``) when it can; where it cannot (no
 root, no apt-get) this module is skipped with the reason, never failed.
@@ -15,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -33,6 +39,7 @@ from orchestrator.flow_files import FlowRegistry
 from orchestrator.ingress import IngressConfig, create_app
 from orchestrator.settings import CoordinatorSettings
 from orchestrator.timeline import Timeline
+from tests.integration.kafka_io import publish_raw
 from tests.integration.png_pixels import pixel_counts
 from tests.integration.saga_flows import (
     RESULT_TIMEOUT_S,
@@ -64,6 +71,8 @@ UI_TIMEOUT_MS = 20_000
 OK_ID = 'ok-<img src=x onerror="window.pwned=1">'
 """Markup in a request id must show as text."""
 UNDO_ID = "undo-1"
+V2_ID = "legacy-v2"
+WITHDRAWN_ID = "legacy-withdrawn"
 GREEN, RED, PURPLE = (0x2E, 0x7D, 0x32), (0xC6, 0x28, 0x28), (0x6A, 0x1B, 0x9A)
 """The page's colours of an ok call, a failed call and a compensation."""
 
@@ -151,6 +160,7 @@ async def test_the_timeline_lists_filters_and_draws_a_compensated_saga(
                 "order-ok", {"id": "o-1"}, request_id=OK_ID, timeout_s=RESULT_TIMEOUT_S
             )
             assert done["status"] == "completed"
+            await publish_legacy_results(settings)
             # The page's server starts after this result: it reads it back from the topic.
             async with (
                 OrchestratorClient(settings, source="urn:orchestrator:ingress") as ingress,
@@ -179,15 +189,92 @@ def ingress_app(
     )
 
 
+async def publish_legacy_results(settings: CoordinatorSettings) -> None:
+    """A schema version 2 result, and one whose second call was withdrawn unsent."""
+    started = int(time.time() * 1000) - 60_000
+    common = {"flow": "legacy", "status": "completed", "complete": True, "errors": []}
+    v2 = {
+        **common,
+        "schema_version": 2,
+        "request_id": V2_ID,
+        "steps": [{"step": "charge", "status": "succeeded", "calls": 1, "failed_calls": 0}],
+        "started_at_ms": started,
+        "finished_at_ms": started + 30,
+    }
+    timed = {"attempts": 1, "error_code": None, "compensation": None}
+    withdrawn = {
+        **common,
+        "schema_version": 3,
+        "request_id": WITHDRAWN_ID,
+        "steps": [
+            {
+                "step": "pay",
+                "status": "succeeded",
+                "calls": 2,
+                "failed_calls": 0,
+                "call_timeline": [
+                    {**timed, "call": "pay#0", "started_ms": 0, "finished_ms": 20, "outcome": "ok"},
+                    {
+                        **timed,
+                        "call": "pay#1",
+                        "started_ms": None,
+                        "finished_ms": 20,
+                        "attempts": 0,
+                        "outcome": "cancelled",
+                    },
+                ],
+            }
+        ],
+        "started_at_ms": started - 1,
+        "finished_at_ms": started + 20,
+    }
+    for body in (v2, withdrawn):
+        await publish_raw(
+            settings.bootstrap_servers,
+            settings.result_topic,
+            key=body["request_id"].encode(),
+            value=orjson.dumps(body),
+        )
+
+
+def errors_of(page: Any) -> list[str]:
+    """The script errors the page raises from now on (uncaught, or rejected promises)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+async def check_legacy_results(page: Any) -> None:
+    """The hand-written results: a version 2 one, and one with a call never sent."""
+    from playwright.async_api import expect
+
+    axis = page.locator("#timeline-axis")
+    # A result of schema version 2: its step is listed, with no bar and no error.
+    await page.fill("#q-filter", "")
+    await page.evaluate("location.hash = '#saga=' + encodeURIComponent('legacy-v2')")
+    await expect(page.locator("#detail-title")).to_contain_text(V2_ID)
+    await expect(axis.locator("g.call-row")).to_have_count(1)
+    await expect(axis.locator('g[data-call="charge"]')).to_have_count(1)
+    await expect(axis.locator("rect.call-bar")).to_have_count(0)
+    # A call withdrawn before it was sent has no start: it gets a row, not a bar.
+    await page.evaluate("location.hash = '#saga=' + encodeURIComponent('legacy-withdrawn')")
+    await expect(page.locator("#detail-title")).to_contain_text(WITHDRAWN_ID)
+    await expect(axis.locator("g.call-row")).to_have_count(2)
+    await expect(axis.locator("rect.call-bar")).to_have_count(1)
+    await expect(axis.locator("rect.call-bar")).to_have_attribute("data-call", "pay#0")
+    await expect(page.locator("tr.saga-row")).to_have_count(4)
+
+
 async def check_page(browser: Any, base: str, tmp_path: Path) -> None:
     from playwright.async_api import expect
 
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    script_errors = errors_of(page)
     expect.set_options(timeout=UI_TIMEOUT_MS)
     try:
         await page.goto(f"{base}/timeline")
         rows = page.locator("tr.saga-row")
-        await expect(rows).to_have_count(2)
+        await expect(rows).to_have_count(4)
         # Markup in a request id is shown as text and never runs.
         await expect(rows.locator("td.request-id", has_text=OK_ID)).to_have_count(1)
         assert await page.evaluate("window.pwned") is None
@@ -244,5 +331,8 @@ async def check_page(browser: Any, base: str, tmp_path: Path) -> None:
         # The screenshot shows the ok calls, the failed call and the undos in their colours.
         for colour in (GREEN, RED, PURPLE):
             assert colours[colour] >= 50, f"colour {colour} barely drawn: {colours.most_common(6)}"
+
+        await check_legacy_results(page)
+        assert script_errors == []
     finally:
         await page.close()

@@ -1,6 +1,7 @@
 """The timeline's reader over the real broker: it waits for topics that do not exist
 yet, reads back only its window, shows a saga running from its changelog start
-record, and replaces it with the saga's result once that is published."""
+record, and replaces it with the saga's result once that is published; a finished
+marker or tombstone ends a running saga, and partitions added later are followed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from orchestrator.runtime.topics import check_topics
 from orchestrator.settings import CoordinatorSettings
@@ -112,3 +114,76 @@ async def publish_running_saga(settings: CoordinatorSettings, *, now_ms: int) ->
             value=orjson.dumps(value),
             partition=0,
         )
+
+
+async def test_finished_markers_and_tombstones_end_running_sagas(
+    settings: CoordinatorSettings,
+) -> None:
+    await check_topics(
+        settings.bootstrap_servers,
+        {settings.result_topic: 1, settings.changelog_topic: 1},
+        replication_factor=1,
+        compacted=(settings.changelog_topic,),
+    )
+    now = int(time.time() * 1000)
+    start = {"flow": "orders", "fingerprint": "f", "version": 1, "input": {}}
+    records: list[tuple[bytes, bytes | None]] = [
+        (b"s:marked", orjson.dumps({**start, "started_ms": now})),
+        (b"s:tombstoned", orjson.dumps({**start, "started_ms": now + 1})),
+        (b"s:marked", orjson.dumps({"done": now + 5})),
+        (b"s:tombstoned", orjson.dumps({"done": now + 6})),
+        (b"s:tombstoned", None),
+        (b"s:live", orjson.dumps({**start, "started_ms": now + 2})),
+    ]
+    for key, value in records:
+        await publish_raw(
+            settings.bootstrap_servers, settings.changelog_topic, key=key, value=value
+        )
+
+    store = TimelineStore(max_sagas=10)
+    reader = TimelineReader(settings.replace(timeline_window_ms=60_000), store)
+    await reader.start()
+    try:
+        # "live" is the last record: once it shows, the markers before it were read.
+        await eventually(lambda: store.detail("live") is not None, "the live saga")
+        assert [(s["request_id"], s["status"]) for s in store.sagas()] == [("live", "running")]
+    finally:
+        await reader.stop()
+
+
+async def test_partitions_added_after_the_start_are_followed(
+    settings: CoordinatorSettings,
+) -> None:
+    bootstrap = settings.bootstrap_servers
+    await check_topics(
+        bootstrap,
+        {settings.result_topic: 1, settings.changelog_topic: 1},
+        replication_factor=1,
+        compacted=(settings.changelog_topic,),
+    )
+    now = int(time.time() * 1000)
+    store = TimelineStore(max_sagas=10)
+    reader = TimelineReader(settings.replace(timeline_window_ms=60_000), store)
+    reader.recheck_s = 0.2
+    await reader.start()
+    try:
+        await publish_raw(
+            bootstrap, settings.result_topic, key=b"first", value=result("first", started_ms=now)
+        )
+        await eventually(lambda: store.detail("first") is not None, "the first result")
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_partitions({settings.result_topic: NewPartitions(total_count=2)})
+        finally:
+            await admin.close()
+        await publish_raw(
+            bootstrap,
+            settings.result_topic,
+            key=b"second",
+            value=result("second", started_ms=now + 1),
+            partition=1,
+        )
+        await eventually(lambda: store.detail("second") is not None, "the added partition")
+    finally:
+        await reader.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -15,15 +16,25 @@ from contracts.flow import FlowDefinition
 from orchestrator.catalog import catalog_from_data
 from orchestrator.flow import compile_flow
 from orchestrator.flow_files import FlowRegistry
-from orchestrator.ingress import IngressConfig, create_app
+from orchestrator.ingress import IngressConfig, TokenTable, create_app
 
 
 class FakeClient:
     """Answers nothing; Kafka is up or down as the test says."""
 
-    def __init__(self, *, up: bool) -> None:
+    def __init__(
+        self,
+        *,
+        up: bool,
+        results: dict[str, dict[str, Any]] | None = None,
+        requests: dict[str, dict[str, Any]] | None = None,
+        slow_lookups: bool = False,
+    ) -> None:
         self.up = up
         self.submitted: list[str] = []
+        self.results = results or {}
+        self.requests = requests or {}
+        self.slow_lookups = slow_lookups
 
     async def submit(
         self, flow: str, input: dict[str, Any], *, request_id: str | None = None
@@ -39,13 +50,19 @@ class FakeClient:
     ) -> dict[str, Any]:
         from orchestrator.client import ResultTimeoutError
 
+        await asyncio.sleep(timeout)
         raise ResultTimeoutError("no result")
 
     def result_of(self, request_id: str) -> dict[str, Any] | None:
-        return None
+        return self.results.get(request_id)
 
     async def lookup(self, request_id: str, *, window_ms: int) -> dict[str, Any] | None:
-        return None
+        if self.slow_lookups:
+            await asyncio.sleep(60)
+        return self.results.get(request_id)
+
+    async def find_request(self, request_id: str, *, window_ms: int) -> dict[str, Any] | None:
+        return self.requests.get(request_id)
 
     async def connected(self, *, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
         return self.up
@@ -165,3 +182,55 @@ async def test_a_client_without_settings_takes_the_environment_and_overrides(
     assert client.settings.request_topic == "env.requests"
     assert client.settings.result_topic == "mine.results"
     assert client.send == client.submit
+
+
+async def test_callers_beyond_the_waiter_cap_are_refused() -> None:
+    app = create_app(
+        registry=registry(), client=FakeClient(up=True), config=IngressConfig(max_waiters=1)
+    )
+
+    async with http(app) as client:
+        first = asyncio.create_task(client.post("/flows/f", json={}, headers={"Prefer": "wait=1"}))
+        await asyncio.sleep(0.2)
+        second = await client.post("/flows/f", json={}, headers={"Prefer": "wait=1"})
+        pending = await first
+
+    assert pending.status_code == 202
+    assert second.status_code == 503
+    assert second.json()["errors"][0]["code"] == "ingress.too_many_waiters"
+
+
+async def test_a_lookup_that_times_out_answers_not_found_yet() -> None:
+    fake = FakeClient(
+        up=True, slow_lookups=True, requests={"known": {"request_id": "known", "flow": "f"}}
+    )
+    app = create_app(registry=registry(), client=fake, config=IngressConfig(lookup_timeout_ms=50))
+
+    async with http(app) as client:
+        known = await asyncio.wait_for(client.get("/requests/known"), 10)
+        unknown = await asyncio.wait_for(client.get("/requests/unknown"), 10)
+
+    assert known.status_code == 202
+    assert known.json()["flow"] == "f"
+    assert unknown.status_code == 404
+    assert "timed out" in unknown.json()["errors"][0]["message"]
+
+
+async def test_results_of_flows_not_loaded_need_a_star_token() -> None:
+    other = {"request_id": "r-9", "flow": "elsewhere", "status": "completed", "data": 1}
+    tokens = TokenTable(tokens={"f": (b"f-token",), "*": (b"admin",)}, flows=frozenset({"f"}))
+    only_f = TokenTable(tokens={"f": (b"f-token",)}, flows=frozenset({"f"}))
+    fake = FakeClient(up=True, results={"r-9": other})
+
+    async with http(
+        create_app(registry=registry(), client=fake, config=IngressConfig(tokens=only_f))
+    ) as client:
+        anonymous = await client.get("/requests/r-9")
+        with_f = await client.get("/requests/r-9", headers={"X-API-Key": "f-token"})
+    async with http(
+        create_app(registry=registry(), client=fake, config=IngressConfig(tokens=tokens))
+    ) as client:
+        admin = await client.get("/requests/r-9", headers={"X-API-Key": "admin"})
+
+    assert (anonymous.status_code, with_f.status_code) == (401, 401)
+    assert admin.status_code == 200

@@ -58,6 +58,25 @@ def test_a_missing_tokens_file_is_a_setup_error(tmp_path: Path) -> None:
         load_tokens(str(tmp_path / "absent.yaml"), flows=[])
 
 
+def test_with_tokens_a_flow_not_loaded_needs_a_star_token(tmp_path: Path) -> None:
+    named = tmp_path / "named.yaml"
+    named.write_text("a: [just-a]\n")
+    star = tmp_path / "star.yaml"
+    star.write_text('{"*": ["admin"], "a": ["just-a"]}')
+
+    only_a = load_tokens(str(named), flows=["a", "open"])
+    with_star = load_tokens(str(star), flows=["a"])
+
+    # Results of other ingresses' flows are not open just because this one lacks them.
+    assert only_a.protects("elsewhere")
+    assert not only_a.allows("elsewhere", None)
+    assert not only_a.allows("elsewhere", "just-a")
+    assert not only_a.protects("open")
+    assert with_star.allows("elsewhere", "admin")
+    assert not with_star.allows("elsewhere", "just-a")
+    assert not load_tokens("", flows=["a"]).protects("elsewhere")
+
+
 def test_no_file_means_no_tokens() -> None:
     assert load_tokens("", flows=["a"]) == TokenTable()
     assert TokenTable().allows("a", None)

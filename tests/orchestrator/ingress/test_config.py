@@ -60,10 +60,31 @@ def test_prefer_wait(prefer: str | None, seconds: float) -> None:
         ("has space", False),
         ("a/b", False),
         ("é", False),
+        ("order-1\n", False),
     ],
 )
 def test_idempotency_keys(key: str, valid: bool) -> None:
-    assert bool(IDEMPOTENCY_KEY.match(key)) is valid
+    assert bool(IDEMPOTENCY_KEY.fullmatch(key)) is valid
+
+
+def test_a_body_limit_kafka_cannot_carry_stops_the_start() -> None:
+    assert IngressConfig().max_body_bytes < 1_048_576 - 16_384
+    assert IngressConfig.from_settings(CoordinatorSettings(), flows=[]).max_body_bytes == 1_000_000
+
+    with pytest.raises(SetupError, match="ORCH_INGRESS_MAX_BODY_BYTES is 1048576, but Kafka"):
+        IngressConfig(max_body_bytes=1_048_576)
+
+
+def test_lookup_and_waiter_limits_come_from_the_settings() -> None:
+    settings = CoordinatorSettings.from_env(
+        {"ORCH_INGRESS_LOOKUP_TIMEOUT_MS": "250", "ORCH_INGRESS_MAX_WAITERS": "7"}
+    )
+
+    config = IngressConfig.from_settings(settings, flows=[])
+
+    assert (config.lookup_timeout_ms, config.max_waiters) == (250, 7)
+    with pytest.raises(SetupError, match="ORCH_INGRESS_MAX_WAITERS must be at least 1"):
+        IngressConfig(max_waiters=0)
 
 
 def test_the_body_must_be_a_json_object() -> None:

@@ -78,6 +78,60 @@ def test_a_failed_result_maps_by_its_first_error() -> None:
     }
 
 
+def _failed(errors: list[dict[str, object]], steps: dict[str, str]) -> dict[str, object]:
+    return {
+        "status": "failed",
+        "errors": errors,
+        "steps": [{"step": name, "status": status} for name, status in steps.items()],
+    }
+
+
+OPTIONAL_TIMEOUT = {"code": "step.timeout", "step": "o", "call": "o"}
+REQUIRED_DECLINE = {"code": "step.business_error", "step": "r", "call": "r"}
+
+
+@pytest.mark.parametrize(
+    ("errors", "steps", "status"),
+    [
+        # The optional step defaulted and the saga went on; the required one failed it.
+        ([OPTIONAL_TIMEOUT, REQUIRED_DECLINE], {"o": "timed_out", "r": "failed"}, 502),
+        # The required step failed first; the optional call in flight failed after.
+        (
+            [
+                {**REQUIRED_DECLINE, "code": "step.timeout"},
+                {**OPTIONAL_TIMEOUT, "code": "step.business_error"},
+            ],
+            {"o": "cancelled", "r": "timed_out"},
+            504,
+        ),
+        # The deadline (no step) ended a saga whose optional step had defaulted.
+        ([OPTIONAL_TIMEOUT, {"code": "step.deadline", "step": None}], {"o": "timed_out"}, 504),
+        # A for_each optional step partly defaulted: not failing, even unknown as optional.
+        (
+            [
+                {"code": "step.business_error", "step": "p", "call": "p#0"},
+                {"code": "step.timeout", "step": "r", "call": "r"},
+            ],
+            {"p": "partial", "r": "timed_out"},
+            504,
+        ),
+    ],
+)
+def test_a_failed_result_maps_by_the_error_that_ended_the_saga(
+    errors: list[dict[str, object]], steps: dict[str, str], status: int
+) -> None:
+    result = _failed(errors, steps)
+
+    assert status_of_result(result, optional_steps=frozenset({"o", "p"})) == status
+
+
+def test_an_optional_steps_condition_error_still_ends_the_saga() -> None:
+    condition = {"code": "step.condition_error", "step": "o", "call": None}
+    result = _failed([condition], {"o": "failed"})
+
+    assert status_of_result(result, optional_steps=frozenset({"o"})) == 502
+
+
 def test_every_answer_has_the_same_keys() -> None:
     shapes = {
         frozenset(result_body({"request_id": "r", "status": "completed"})),

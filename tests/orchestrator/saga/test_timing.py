@@ -160,3 +160,37 @@ def test_a_replayed_saga_has_the_same_times() -> None:
     assert replayed.result == results[0]
     [call_a] = summary(results[0], "a")["call_timeline"]
     assert (call_a["finished_ms"], call_a["compensation"]["finished_ms"]) == (10, 45)
+
+
+def test_a_call_withdrawn_before_it_was_sent_never_began() -> None:
+    # b and c start together once a answers; c's for_each fails at once, so b's
+    # dispatch, decided in the same decision, is withdrawn before it leaves.
+    flow = flow_of(
+        {
+            "a": step("a"),
+            "b": step("b", input={"ref": "a.ref"}),
+            "c": step("c", for_each="a.ref", input={"id": "item"}),
+        }
+    )
+    run = FlowRun(flow, input={"id": "x"})
+    run.reply("a", {"ref": "A"}, after_ms=5)
+
+    result = run.result
+    assert result is not None
+    assert run.pending_calls() == []
+    ResultEvent.model_validate(result)
+    [call_b] = summary(result, "b")["call_timeline"]
+    assert (call_b["outcome"], call_b["attempts"], call_b["started_ms"], call_b["finished_ms"]) == (
+        "cancelled",
+        0,
+        None,
+        5,
+    )
+    replayed = replay(
+        flow,
+        request_id=run.state.request_id,
+        input={"id": "x"},
+        started_ms=run.state.started_ms,
+        events=[CallReplied(call="a", attempt=1, status="ok", at_ms=5, output={"ref": "A"})],
+    )
+    assert replayed.result == result

@@ -112,3 +112,70 @@ def test_records_that_are_not_results_are_ignored() -> None:
     store.add_result({"request_id": "x"})
 
     assert len(store) == 0
+
+
+def test_a_result_older_than_version_3_gets_empty_timelines() -> None:
+    store = TimelineStore(max_sagas=10)
+    v2_step = {"step": "charge", "status": "succeeded", "calls": 1, "failed_calls": 0}
+    store.add_result(result("v2", schema_version=2, steps=[v2_step, "not a step"]))
+
+    detail = store.detail("v2")
+    assert detail is not None
+    assert detail["steps"] == [
+        {
+            **v2_step,
+            "attempts": 0,
+            "started_ms": None,
+            "finished_ms": None,
+            "call_timeline": [],
+        }
+    ]
+
+
+def test_the_most_recently_started_sagas_stay_whatever_order_they_are_read_in() -> None:
+    store = TimelineStore(max_sagas=2)
+    # Caught up partition by partition: the newest saga is read first.
+    store.add_result(result("new", started_at_ms=30))
+    store.add_result(result("old", started_at_ms=10))
+    store.add_start("mid", flow="orders", started_ms=20)
+    store.add_result(result("oldest", started_at_ms=5))
+
+    assert [s["request_id"] for s in store.sagas()] == ["new", "mid"]
+    # Its result replaces the running entry and keeps its place.
+    store.add_result(result("mid", started_at_ms=20, finished_at_ms=25))
+    store.add_start("older", flow="orders", started_ms=15)
+    assert [(s["request_id"], s["status"]) for s in store.sagas()] == [
+        ("new", "completed"),
+        ("mid", "completed"),
+    ]
+
+
+def test_a_finished_marker_ends_a_running_saga_and_nothing_resurrects_an_ended_one() -> None:
+    store = TimelineStore(max_sagas=2)
+    store.add_start("stuck", flow="orders", started_ms=1)
+    store.add_result(result("done", started_at_ms=2))
+    store.end("stuck")
+    store.end("done")
+
+    assert [(s["request_id"], s["status"]) for s in store.sagas()] == [("done", "completed")]
+    # Its start record, read again (another partition, a later catch-up): still ended.
+    store.add_start("stuck", flow="orders", started_ms=1)
+    assert [s["request_id"] for s in store.sagas()] == ["done"]
+
+    # A result evicted by newer ones is not brought back by its start record.
+    store.add_result(result("b", started_at_ms=3))
+    store.add_result(result("c", started_at_ms=4))
+    store.add_start("done", flow="orders", started_ms=2)
+    assert [s["request_id"] for s in store.sagas()] == ["c", "b"]
+    store.add_start("live", flow="orders", started_ms=5)
+    assert [s["request_id"] for s in store.sagas()] == ["live", "c"]
+
+
+def test_many_replacements_keep_the_store_bounded() -> None:
+    store = TimelineStore(max_sagas=3)
+    for n in range(200):
+        store.add_start(f"r-{n}", flow="orders", started_ms=n)
+        store.add_result(result(f"r-{n}", started_at_ms=n))
+
+    assert [s["request_id"] for s in store.sagas()] == ["r-199", "r-198", "r-197"]
+    assert store.held_records() <= 4 * 3 + 16
