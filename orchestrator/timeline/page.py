@@ -17,7 +17,8 @@ header { padding: 10px 16px; background: #263238; color: #fff; display: flex; ga
 header h1 { font-size: 18px; margin: 0 16px 0 0; }
 header label { font-size: 13px; }
 header select, header input { margin-left: 4px; padding: 3px 6px; }
-main { display: grid; grid-template-columns: minmax(520px, 1fr) 2fr; gap: 12px; padding: 12px; }
+main { display: grid; grid-template-columns: minmax(640px, 1fr) minmax(480px, 1.3fr); gap: 12px;
+  padding: 12px; }
 section { background: #fff; border: 1px solid #e0e0e0; border-radius: 6px; padding: 8px;
   overflow: auto; }
 table { border-collapse: collapse; width: 100%; }
