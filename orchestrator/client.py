@@ -19,12 +19,15 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from contracts import cloudevents
 from contracts.base import SCHEMA_VERSION
 from handlers.tracing import current_trace_headers
 from orchestrator.errors import SetupError
+from orchestrator.kafka_refusals import access_denied
+from orchestrator.kafka_security import client_options
 from orchestrator.result_readback import RequestReadback
 from orchestrator.settings import CoordinatorSettings
 
@@ -86,11 +89,16 @@ class OrchestratorClient:
         self.settings = settings
         self._source = source
         self._max_kept = max_kept_results
+        security = client_options(settings)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
+            bootstrap_servers=settings.bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            **security,
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
+            **security,
             enable_auto_commit=False,
             fetch_max_wait_ms=20,
         )
@@ -107,6 +115,7 @@ class OrchestratorClient:
             settings.bootstrap_servers,
             request_topic=settings.request_topic,
             result_topic=settings.result_topic,
+            security=security,
         )
 
     async def __aenter__(self) -> OrchestratorClient:
@@ -130,9 +139,11 @@ class OrchestratorClient:
             raise
 
     async def _start(self) -> None:
-        await self._producer.start()
         await self._consumer.start()
         topic = self.settings.result_topic
+        if not self._consumer.partitions_for_topic(topic):
+            await self._check_access(topic, "Read on it (the client reads its results there)")
+        await self._producer.start()
         partitions = None
         for _ in range(50):
             partitions = self._consumer.partitions_for_topic(topic)
@@ -157,6 +168,10 @@ class OrchestratorClient:
             request_partitions = len(
                 await asyncio.wait_for(self._producer.partitions_for(request_topic), 10)
             )
+        except TopicAuthorizationFailedError:
+            raise SetupError(
+                access_denied(self.settings, f"topic {request_topic!r}", "Write on it")
+            ) from None
         except (TimeoutError, KafkaError):
             raise SetupError(
                 f"The request topic {request_topic!r} does not exist: start the coordinator "
@@ -164,6 +179,27 @@ class OrchestratorClient:
             ) from None
         await self._readback.start(request_partitions=request_partitions, started_at=started_at)
         self._reader = asyncio.create_task(self._read_results(), name="result-reader")
+
+    async def _check_access(self, topic: str, grant: str) -> None:
+        """Refuse with one sentence if Kafka denies this principal ``topic`` (it
+        then hides the topic, which would otherwise read as "does not exist")."""
+        # An explicit metadata request for the topic (a request for all topics
+        # leaves out the ones this principal may not see), which must not create
+        # it: a client started before the coordinator would make a one-partition
+        # topic that the coordinator then refuses (partition counts must match).
+        client = self._consumer._client
+        try:
+            node = client.get_random_node()
+            if node is None:
+                return
+            response = await asyncio.wait_for(
+                client.send(node, MetadataRequest([topic], allow_auto_topic_creation=False)), 5
+            )
+        except (TimeoutError, KafkaError):
+            return  # missing or unreachable: said below, once the wait for it is over
+        for entry in response.topics:
+            if entry[0] == TopicAuthorizationFailedError.errno:
+                raise SetupError(access_denied(self.settings, f"topic {topic!r}", grant))
 
     async def stop(self) -> None:
         """Close connections; whoever still waits for a result gets an error at once."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -37,9 +38,12 @@ class PartitionReadback:
     which the caller has seen everything itself) or the partition's end.
     """
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(
+        self, bootstrap_servers: str, *, security: Mapping[str, Any] | None = None
+    ) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
+            **(security or {}),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=50,
@@ -105,8 +109,15 @@ class RequestReadback:
     itself), unless the reader has since forgotten results (:attr:`forgot_any`).
     """
 
-    def __init__(self, bootstrap_servers: str, *, request_topic: str, result_topic: str) -> None:
-        self._readback = PartitionReadback(bootstrap_servers)
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        request_topic: str,
+        result_topic: str,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._readback = PartitionReadback(bootstrap_servers, security=security)
         self._request_topic = request_topic
         self._result_topic = result_topic
         self._partitions = 0

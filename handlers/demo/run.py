@@ -30,6 +30,7 @@ from handlers.demo.services import DemoHttpServices
 from handlers.demo.shop import DECLINED_CARD
 from orchestrator.client import OrchestratorClient
 from orchestrator.flow_files import load_flows
+from orchestrator.kafka_security import client_options
 from orchestrator.localkafka import BrokerSettings, bootstrap_from_env, running_broker
 from orchestrator.runtime.coordinator import SagaCoordinator
 from orchestrator.settings import CoordinatorSettings
@@ -106,7 +107,9 @@ async def _demo(bootstrap: str) -> int:
                 f"Started the saga coordinator on {settings.request_topic} "
                 f"(flows: {', '.join(registry.flows)})."
             )
-            with _inventory_worker(bootstrap, command_topic, settings.dead_letter_topic):
+            with _inventory_worker(
+                bootstrap, command_topic, settings.dead_letter_topic, settings.reply_topic
+            ):
                 await asyncio.wait_for(coordinator.assigned.wait(), timeout=60)
                 async with OrchestratorClient(settings) as client:
                     failures = 0
@@ -178,7 +181,9 @@ def _step_line(result: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def _inventory_worker(bootstrap: str, command_topic: str, dead_letter_topic: str) -> Iterator[None]:
+def _inventory_worker(
+    bootstrap: str, command_topic: str, dead_letter_topic: str, reply_topic: str
+) -> Iterator[None]:
     command = [
         sys.executable,
         "-m",
@@ -189,6 +194,8 @@ def _inventory_worker(bootstrap: str, command_topic: str, dead_letter_topic: str
         command_topic,
         "--dead-letter-topic",
         dead_letter_topic,
+        "--reply-topic",
+        reply_topic,
     ]
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     # Its errors go to a file, not a pipe: a pipe nobody reads can fill and block it.
@@ -217,6 +224,7 @@ async def _dead_letters(settings: CoordinatorSettings, *, expect: int) -> list[s
     consumer = AIOKafkaConsumer(
         settings.dead_letter_topic,
         bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )

@@ -115,7 +115,7 @@ def markdown_table() -> str:
     """The README's configuration table: variable, default, meaning."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for entry in effective_config({}):
-        default = "(none)" if entry.default == "" else f"`{_text(entry.default)}`"
+        default = "(none)" if _text(entry.default) == "" else f"`{_text(entry.default)}`"
         meaning = entry.description.replace("|", "\\|")
         lines.append(f"| `{entry.variable}` | {default} | {meaning} |")
     return "\n".join(lines) + "\n"

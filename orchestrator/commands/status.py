@@ -137,12 +137,18 @@ async def collect_status(
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from orchestrator.kafka_security import client_options
+
+    security = client_options(settings)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=int(timeout_s * 1000),
+        **security,
     )
     await admin.start()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
+        **security,
         enable_auto_commit=False,
         isolation_level="read_committed",
         request_timeout_ms=int(timeout_s * 1000),

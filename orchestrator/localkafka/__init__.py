@@ -19,11 +19,13 @@ from .context import bootstrap_from_env, running_broker
 from .fetch import ensure_kafka_jars
 from .models import BrokerInfo, BrokerStatus
 from .process import start, status, stop
+from .secure import SecureListeners
 
 __all__ = [
     "BrokerInfo",
     "BrokerSettings",
     "BrokerStatus",
+    "SecureListeners",
     "bootstrap_from_env",
     "ensure_kafka_jars",
     "running_broker",

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import SetupError
+
+if TYPE_CHECKING:
+    from .secure import SecureListeners
 
 #: Pinned so every developer and CI run talks to the same broker behaviour.
 KAFKA_VERSION = "4.3.1"
@@ -70,6 +74,8 @@ class BrokerSettings:
         heap_max: JVM ``-Xmx`` value.
         ready_timeout: Seconds to wait for the broker to answer a client.
         stop_timeout: Seconds to wait after SIGTERM before SIGKILL.
+        secure: Extra SASL_SSL (and mTLS) listeners with SCRAM users and ACLs
+            enforced; None: the PLAINTEXT listener only, no authorizer.
     """
 
     kafka_version: str = KAFKA_VERSION
@@ -82,6 +88,7 @@ class BrokerSettings:
     heap_max: str = "1g"
     ready_timeout: float = 60.0
     stop_timeout: float = 30.0
+    secure: SecureListeners | None = None
 
     @property
     def resolved_controller_port(self) -> int:

@@ -15,7 +15,7 @@ from .progress import Progress
 
 _FORMAT_TIMEOUT_S = 120.0
 _LISTENERS = re.compile(
-    r"^listeners=PLAINTEXT://[^:]+:(\d+),CONTROLLER://[^:]+:(\d+)\s*$", re.MULTILINE
+    r"^listeners=PLAINTEXT://[^:]+:(\d+),CONTROLLER://[^:]+:(\d+)(?:,\S+)?\s*$", re.MULTILINE
 )
 
 _SERVER_PROPERTIES = """\
@@ -23,10 +23,11 @@ _SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@{host}:{controller_port}
-listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}
-advertised.listeners=PLAINTEXT://{host}:{port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}{extra_listeners}
+advertised.listeners=PLAINTEXT://{host}:{port}{extra_listeners}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
 log.dirs={data_dir}
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -63,13 +64,17 @@ def write_configs(settings: BrokerSettings) -> None:
         settings: Settings with concrete ports and absolute paths.
     """
     settings.broker_dir.mkdir(parents=True, exist_ok=True)
+    secure = settings.secure
+    extra = "".join(f",{listener}" for listener in secure.listeners()) if secure else ""
     settings.properties_file.write_text(
         _SERVER_PROPERTIES.format(
             host=HOST,
             port=settings.port,
             controller_port=settings.resolved_controller_port,
             data_dir=settings.data_dir,
-        ),
+            extra_listeners=extra,
+        )
+        + (secure.properties() if secure else ""),
         encoding="utf-8",
     )
     settings.log4j_file.write_text(
@@ -154,6 +159,7 @@ def format_storage_if_needed(
         str(settings.properties_file),
         # Tolerates a concurrent or interrupted format that already wrote meta.properties.
         "--ignore-formatted",
+        *(settings.secure.scram_arguments() if settings.secure else ()),
     ]
     try:
         done = subprocess.run(

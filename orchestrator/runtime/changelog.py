@@ -9,7 +9,8 @@ Keys and values (JSON by orjson unless said otherwise):
 key                        value
 =========================  ===========================================================
 ``s:<request id>``         the saga's start: flow name, fingerprint and version, input,
-                           start time; replaced by ``{"done": <ms>}`` when its result
+                           start time, reply secret (see ``reply_auth``); replaced by
+                           ``{"done": <ms>}`` when its result
                            is published (the *finished marker*, which recognises
                            duplicates for ``dedupe_window_ms``, then is tombstoned)
 ``e:<request id>/<n>``     the ``n``-th event that changed the saga (a reply with its
@@ -33,7 +34,7 @@ import collections
 import functools
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -364,9 +365,12 @@ class KafkaReader:
     serialised: one consumer, one read at a time.
     """
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(
+        self, bootstrap_servers: str, *, security: Mapping[str, Any] | None = None
+    ) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
+            **(security or {}),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -11,12 +12,14 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from orchestrator.errors import SetupError
 
 _ALREADY_EXISTS = 36
+_NOT_AUTHORIZED = (29, 31)  # TOPIC_ and CLUSTER_AUTHORIZATION_FAILED
 
 
 async def check_topics(
     bootstrap_servers: str,
     topics: Mapping[str, int],
     *,
+    security: Mapping[str, Any] | None = None,
     create: bool = True,
     replication_factor: int = 0,
     same_partitions: tuple[str, ...] = (),
@@ -27,6 +30,8 @@ async def check_topics(
 
     Args:
         bootstrap_servers: the cluster.
+        security: aiokafka's security arguments
+            (:func:`orchestrator.kafka_security.client_options`).
         topics: what to check; the counts are used only when creating.
         create: create missing topics; when False a missing topic is an error.
         replication_factor: replicas of created topics; 0 means three, or one per
@@ -43,7 +48,7 @@ async def check_topics(
         SetupError: a topic is missing (and not created), cannot be created, or the
             pair in ``same_partitions`` differs.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(security or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -59,6 +64,7 @@ async def check_topics(
                 {name: topics[name] for name in missing},
                 replication_factor,
                 compacted=set(compacted),
+                user=(security or {}).get("sasl_plain_username"),
             )
         counts = await _partition_counts(admin, list(topics))
         existing_compacted = [name for name in compacted if name not in missing]
@@ -107,6 +113,7 @@ async def _create(
     replication_factor: int,
     *,
     compacted: set[str],
+    user: str | None = None,
 ) -> None:
     if replication_factor <= 0:
         brokers = len((await admin.describe_cluster())["brokers"])
@@ -126,6 +133,15 @@ async def _create(
         ]
     )
     for topic, code, *message in response.topic_errors:
+        if code in _NOT_AUTHORIZED:
+            # A topic this principal may not describe looks missing, so a missing
+            # ACL surfaces here first.
+            who = f"user {user!r}" if user else "this client"
+            raise SetupError(
+                f"Kafka denied {who} access to topic {topic!r} (it may neither see "
+                "nor create it): grant its principal the ACLs the README's Kafka security "
+                "section lists, or create the topic and grant them."
+            )
         if code not in (0, _ALREADY_EXISTS):
             raise SetupError(
                 f"Kafka refused to create topic {topic!r} (error {code}: {message}); "

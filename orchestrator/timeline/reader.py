@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from orchestrator.kafka_security import client_options
 from orchestrator.settings import CoordinatorSettings
 from orchestrator.timeline.store import TimelineStore
 
@@ -50,6 +51,7 @@ class TimelineReader:
         self.store = store
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
+            **client_options(settings),
             enable_auto_commit=False,
             auto_offset_reset="latest",
             # Results may be written in a transaction (the opt-in mode): show only
