@@ -12,6 +12,7 @@ other 4xx                   business_error         ``http.<status>``
 body over the size limit    business_error         ``http.response_too_large``
 the whole call too slow     technical_error        ``http.timeout``
 connection failure          technical_error        ``http.unreachable``
+an address not allowed      business_error         ``http.address_refused``
 2xx with a non-JSON body    technical_error        ``http.invalid_json``
 ==========================  =====================  ================================
 
@@ -20,15 +21,19 @@ each phase, so a server trickling bytes cannot hold a call past it. The body is
 streamed and cut off past the service's ``max_response_bytes``; a 429 or 503 with
 a ``Retry-After`` header (seconds or an HTTP date) reports it as the outcome's
 ``retry_after_ms``, the lower bound of the saga's wait before retrying.
+
+Every connection's resolved address is checked against the service's ``allow``
+before it is opened (:mod:`handlers.outbound`). Error messages carry no URL,
+query, credentials or downstream body (:mod:`handlers.http_outcomes`). The
+``Idempotency-Key`` header is :func:`idempotency_header_value` of the call's key
+(ASCII whatever the request id).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import time
-from collections.abc import Mapping
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -40,6 +45,13 @@ from yarl import URL
 
 from contracts.catalog import HttpOperation, HttpService
 from handlers.context import CallContext
+from handlers.http_outcomes import (
+    refused,
+    response_outcome,
+    timed_out,
+    unreachable,
+)
+from handlers.outbound import AddressPolicy, AddressRefusedError, current_policy, refused_in
 from handlers.outcome import CallOutcome
 from handlers.templates import (
     JsonTemplate,
@@ -55,10 +67,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_RETRIABLE_STATUS = frozenset({408, 425, 429})
-_RETRY_AFTER_STATUS = frozenset({429, 503})
-MAX_RETRY_AFTER_MS = 600_000
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Printable ASCII but "%" (so the encoding stays reversible) and space (header
+# values are trimmed): an ASCII key without those is sent unchanged.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def idempotency_header_value(key: str) -> str:
+    """The key as an HTTP header value: percent-encoded UTF-8 where it is not ASCII.
+
+    Deterministic, so every retry sends the same value; "%", space and control
+    characters are encoded too, so two different keys never send the same value.
+    """
+    return quote(key, safe=_HEADER_SAFE)
+
+
+def _traced_url(url: URL) -> str:
+    """The URL a client span records: no credentials, no query (either may hold secrets)."""
+    return str(url.with_user(None).with_query(None).with_fragment(None))
 
 
 def _quote_segment(value: str) -> str:
@@ -117,7 +143,11 @@ def build_http_client(
     if tracer_provider is not None:
         from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
-        trace_configs.append(_never_failing(create_trace_config(tracer_provider=tracer_provider)))
+        trace_configs.append(
+            _never_failing(
+                create_trace_config(tracer_provider=tracer_provider, url_filter=_traced_url)
+            )
+        )
     return httpx.AsyncClient(
         transport=EncodedUrlTransport(limits=limits, trace_configs=trace_configs),
         timeout=None,
@@ -192,6 +222,13 @@ class HttpAdapter:
         self._base_url = service.base_url.rstrip("/")
         self._headers = dict(service.headers)
         self._max_bytes = service.max_response_bytes
+        allow = service.allow
+        self._policy = AddressPolicy.of(
+            loopback=allow.loopback,
+            private=allow.private,
+            link_local=allow.link_local,
+            networks=allow.networks,
+        )
         self.owns_client = service.max_connections is not None or service.max_keepalive is not None
         self.max_connections = service.max_connections
         """The service's own pool size, or None when it shares the default pool."""
@@ -227,30 +264,63 @@ class HttpAdapter:
                 "operation.unknown", f"HTTP service {self.name!r} has no operation {operation!r}"
             )
         values = payload if isinstance(payload, dict) else {}
+        # Messages name the method and what happened; the saga prefixes the service
+        # and operation ("payments.charge failed: POST answered 402 Payment Required").
+        label = compiled.method
         try:
             url = self._base_url + _no_dot_segments(
                 compiled.path.render(values, escape=_quote_segment)
             )
             params = {name: template.render(values) for name, template in compiled.query}
-            headers = {**self._headers, IDEMPOTENCY_HEADER: context.idempotency_key}
+            headers = {
+                **self._headers,
+                IDEMPOTENCY_HEADER: idempotency_header_value(context.idempotency_key),
+            }
             headers.update((name, template.render(values)) for name, template in compiled.headers)
             body = None if compiled.body is None else compiled.body.render(values)
         except MissingFieldError as error:
             return CallOutcome.business_error(
                 "input.invalid", f"{self.name}.{operation} needs input field {error.args[0]!r}"
             )
-        if self._direct is not None:
-            return await self._call_aiohttp(
-                self._direct.session(),
+        # The connector checks every connection against this service's policy.
+        token = current_policy.set(self._policy)
+        try:
+            if self._direct is not None:
+                return await self._call_aiohttp(
+                    self._direct.session(),
+                    compiled.method,
+                    url,
+                    label=label,
+                    params=params,
+                    headers=headers,
+                    body=body,
+                    timeout_s=timeout_s,
+                )
+            return await self._call_httpx(
                 compiled.method,
                 url,
+                label=label,
                 params=params,
                 headers=headers,
                 body=body,
                 timeout_s=timeout_s,
             )
+        finally:
+            current_policy.reset(token)
+
+    async def _call_httpx(
+        self,
+        method: str,
+        url: str,
+        *,
+        label: str,
+        params: dict[str, str],
+        headers: dict[str, str],
+        body: Any,
+        timeout_s: float,
+    ) -> CallOutcome:
         request = self._client.build_request(
-            compiled.method,
+            method,
             url,
             params=params or None,
             headers=headers,
@@ -259,34 +329,23 @@ class HttpAdapter:
         try:
             # One deadline for the whole call: connect, send, headers and body.
             async with asyncio.timeout(timeout_s):
+                # A custom httpx client's pool cannot be hooked: its host is resolved
+                # and checked here, just before (the built-in pool checks at connect).
+                await _check_resolved(request.url.host, request.url.port, self._policy)
                 response = await self._client.send(request, stream=True)
                 try:
                     content = await self._read_body(response)
                 finally:
                     await response.aclose()
         except TimeoutError:
-            return CallOutcome.technical_error(
-                "http.timeout", f"{compiled.method} {url} took longer than {timeout_s:g} s"
-            )
+            return timed_out(label, timeout_s)
         except _TooLarge as error:
-            return CallOutcome.business_error(
-                "http.response_too_large",
-                f"{compiled.method} {url} answered more than {self._max_bytes} bytes "
-                f"({error}); raise the service's max_response_bytes if that is expected",
-            )
-        except httpx.HTTPError as error:
-            return CallOutcome.technical_error(
-                "http.unreachable",
-                f"{compiled.method} {url} failed: {type(error).__name__} {error}",
-            )
-        return _outcome(
-            response.status_code,
-            response.headers,
-            response.reason_phrase,
-            content,
-            method=compiled.method,
-            url=url,
-        )
+            return self._too_large(label, error)
+        except AddressRefusedError as error:
+            return refused(label, error)
+        except (httpx.HTTPError, OSError) as error:
+            return unreachable(label, error)
+        return response_outcome(response.status_code, response.headers, content, label=label)
 
     async def _call_aiohttp(
         self,
@@ -294,6 +353,7 @@ class HttpAdapter:
         method: str,
         url: str,
         *,
+        label: str,
         params: dict[str, str],
         headers: dict[str, str],
         body: Any,
@@ -329,26 +389,21 @@ class HttpAdapter:
                         chunks.append(chunk)
                     content = b"".join(chunks)
         except TimeoutError:
-            return CallOutcome.technical_error(
-                "http.timeout", f"{method} {url} took longer than {timeout_s:g} s"
-            )
+            return timed_out(label, timeout_s)
         except _TooLarge as error:
-            return CallOutcome.business_error(
-                "http.response_too_large",
-                f"{method} {url} answered more than {self._max_bytes} bytes "
-                f"({error}); raise the service's max_response_bytes if that is expected",
-            )
+            return self._too_large(label, error)
         except (aiohttp.ClientError, OSError) as error:
-            return CallOutcome.technical_error(
-                "http.unreachable", f"{method} {url} failed: {type(error).__name__} {error}"
-            )
-        return _outcome(
-            response.status,
-            response.headers,
-            response.reason or "",
-            content,
-            method=method,
-            url=url,
+            refusal = refused_in(error)
+            if refusal is not None:
+                return refused(label, refusal)
+            return unreachable(label, error)
+        return response_outcome(response.status, response.headers, content, label=label)
+
+    def _too_large(self, label: str, error: _TooLarge) -> CallOutcome:
+        return CallOutcome.business_error(
+            "http.response_too_large",
+            f"{label} answered more than {self._max_bytes} bytes ({error}); raise the "
+            "service's max_response_bytes if that is expected",
         )
 
     async def _read_body(self, response: httpx.Response) -> bytes:
@@ -369,72 +424,12 @@ class _TooLarge(Exception):
     """The response body is over the service's limit."""
 
 
-def _outcome(
-    status: int,
-    headers: Mapping[str, str],
-    reason: str,
-    content: bytes,
-    *,
-    method: str,
-    url: str,
-) -> CallOutcome:
-    """The outcome of a response; ``headers`` must look names up case-insensitively."""
-    if 200 <= status < 300:
-        if not content:
-            return CallOutcome.ok(None)
-        try:
-            return CallOutcome.ok(orjson.loads(content))
-        except orjson.JSONDecodeError:
-            return CallOutcome.technical_error(
-                "http.invalid_json",
-                f"{method} {url} answered {status} with a body that is not JSON",
-            )
-    if 300 <= status < 400:
-        location = headers.get("location", "no Location header")
-        return CallOutcome.business_error(
-            f"http.{status}",
-            f"{method} {url} answered {status} (redirect to {location}); redirects are not "
-            "followed: point the service's base_url or path at the final address",
-        )
-    message = f"{method} {url} answered {status}: {_reason(reason, content)}"
-    if status >= 500 or status in _RETRIABLE_STATUS:
-        retry_after = (
-            retry_after_ms(headers.get("retry-after")) if status in _RETRY_AFTER_STATUS else None
-        )
-        return CallOutcome.technical_error(f"http.{status}", message, retry_after_ms=retry_after)
-    return CallOutcome.business_error(f"http.{status}", message)
-
-
-def retry_after_ms(value: str | None, *, now_s: float | None = None) -> int | None:
-    """A ``Retry-After`` header (delta-seconds or an HTTP date) in ms from now, or None.
-
-    Unparseable or past values give None; the wait is capped at ten minutes.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        wait_ms = int(value) * 1000
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        wait_ms = int((when.timestamp() - (time.time() if now_s is None else now_s)) * 1000)
-        if wait_ms < 0:
-            return None
-    return min(wait_ms, MAX_RETRY_AFTER_MS)
-
-
-def _reason(reason: str, content: bytes) -> str:
-    try:
-        body = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return reason or "no reason given"
-    if isinstance(body, dict):
-        for key in ("error", "message", "detail"):
-            if isinstance(body.get(key), str):
-                return str(body[key])
-    return reason or "no reason given"
+async def _check_resolved(host: str, port: int | None, policy: AddressPolicy) -> None:
+    """Refuse a host any of whose addresses the policy refuses (the httpx path)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host.strip("[]"), port or 80, type=socket.SOCK_STREAM
+    )
+    for info in infos:
+        kind = policy.refusal(str(info[4][0]))
+        if kind is not None:
+            raise AddressRefusedError(kind)

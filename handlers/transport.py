@@ -6,7 +6,9 @@ idle one's socket, which costs many times the CPU of the call itself under load
 streaming, errors) over aiohttp's pool. One thing is changed here: the URL is
 handed to aiohttp as already encoded. aiohttp would otherwise re-quote and
 normalise it, turning an encoded ``%2E%2E`` segment back into ``..`` and leaving the
-path segment its value was put in.
+path segment its value was put in. And its connector checks the address of every
+connection against the calling service's outbound allow-list
+(:mod:`handlers.outbound`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from httpx_aiohttp.transport import (
 )
 from yarl import URL
 
+from handlers.outbound import PolicyConnector
+
 
 class EncodedUrlTransport(AiohttpTransport):
     """:class:`httpx_aiohttp.AiohttpTransport` that sends URLs exactly as built."""
@@ -35,7 +39,9 @@ class EncodedUrlTransport(AiohttpTransport):
         """aiohttp's request hooks (OpenTelemetry's client spans, when tracing is on)."""
 
     def get_client(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
+        # Every connection's resolved address is checked against the calling
+        # service's allow-list before it is opened (handlers.outbound).
+        connector = PolicyConnector(
             limit=self.limits.max_connections or 0,
             keepalive_timeout=self.limits.keepalive_expiry,
             ssl=self.ssl_context,
