@@ -10,18 +10,26 @@ Three kinds of service:
 Strings in ``base_url`` and ``headers`` may use ``${VAR}`` or ``${VAR:-default}``
 to read the environment, so secrets stay out of the file.
 
+An HTTP service connects to public addresses only, unless its ``allow`` names the
+internal ones it may reach (``allow: {loopback: true}``, ``allow: {networks:
+[10.20.0.0/16]}``): see :class:`OutboundAllowance` and :mod:`handlers.outbound`.
+
 A GET operation may declare ``cache: {ttl_ms: ...}``: its ``ok`` answers are kept
 for that long, and identical calls in flight at once are made once (see
 :mod:`orchestrator.runtime.call_cache`). SDK operations declare the same with
 ``@service.operation(cache_ttl_ms=...)``; Kafka services are never cached by the
 coordinator (a remote adapter owns its own caching).
+
+A service called in-process (``http``, ``python``) may declare ``circuit`` (a
+circuit breaker, :class:`CircuitPolicy`), ``rate_limit`` (:class:`RateLimitPolicy`)
+and ``max_concurrency`` (see :mod:`orchestrator.runtime.guards`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork, field_validator
 
 from contracts.base import Contract
 
@@ -59,6 +67,81 @@ class HttpOperation(Contract):
         ),
     )
 
+    @field_validator("headers")
+    @classmethod
+    def _no_host_from_event_data(cls, headers: dict[str, str]) -> dict[str, str]:
+        # Event data may fill header values, but not the one that picks the server
+        # behind a shared address (virtual hosts, reverse proxies).
+        for name, value in headers.items():
+            if name.lower() == "host" and "{" in value:
+                raise ValueError(
+                    "the Host header cannot be filled from the step's input: event data "
+                    "never chooses where a call goes; write a fixed Host, or none"
+                )
+        return headers
+
+
+class OutboundAllowance(Contract):
+    """The internal addresses a service may connect to (all refused by default).
+
+    The address of every connection is checked after DNS resolution, before the
+    connection is opened: a host name that resolves to a refused address is refused
+    (``http.address_refused``), whatever the name. Public addresses are always allowed.
+    """
+
+    loopback: bool = Field(default=False, description="127.0.0.0/8 and ::1.")
+    private: bool = Field(
+        default=False,
+        description="10/8, 172.16/12, 192.168/16, 100.64/10 (CGNAT) and fc00::/7.",
+    )
+    link_local: bool = Field(
+        default=False,
+        description="169.254/16, fe80::/10 and fd00:ec2::254 (the cloud metadata addresses).",
+    )
+    networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="CIDR ranges allowed whatever their class, e.g. '10.20.0.0/16'.",
+    )
+
+
+class CircuitPolicy(Contract):
+    """When a service's circuit opens, and for how long (see
+    :mod:`orchestrator.runtime.circuit`). ``circuit: {}`` turns it on with these defaults.
+    """
+
+    failure_ratio: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Open once at least this share of the window's calls failed.",
+    )
+    min_calls: int = Field(
+        default=20, ge=1, description="Calls the window must hold before it can open."
+    )
+    window_ms: int = Field(
+        default=10_000, ge=10, description="How far back calls are counted (ms)."
+    )
+    open_ms: int = Field(
+        default=5_000, gt=0, description="How long it stays open before probing (ms)."
+    )
+    half_open_calls: int = Field(
+        default=1, ge=1, description="Probes that must succeed in a row to close it again."
+    )
+
+
+class RateLimitPolicy(Contract):
+    """At most ``burst`` calls at once and ``per_second`` after that (see
+    :mod:`orchestrator.runtime.ratelimit`)."""
+
+    per_second: float = Field(gt=0, description="Calls per second, sustained.")
+    burst: int = Field(default=1, ge=1, description="Calls that may start at once.")
+    max_wait_ms: int = Field(
+        default=1_000,
+        ge=0,
+        description="A call waits at most this long for its turn; one that would wait "
+        "longer fails at once (rate_limit.exceeded).",
+    )
+
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 ENV_OR_HTTP_URL_PATTERN = r"^(https?://|\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\})"
@@ -83,6 +166,10 @@ class HttpService(Contract):
     )
     headers: dict[str, str] = Field(default_factory=dict)
     operations: dict[str, HttpOperation] = Field(min_length=1)
+    allow: OutboundAllowance = Field(
+        default_factory=OutboundAllowance,
+        description="Internal addresses this service may reach; by default only public ones.",
+    )
     max_response_bytes: int = Field(
         default=DEFAULT_MAX_RESPONSE_BYTES,
         gt=0,
@@ -93,6 +180,16 @@ class HttpService(Contract):
     )
     max_keepalive: int | None = Field(
         default=None, gt=0, description="Idle connections its own pool keeps."
+    )
+    circuit: CircuitPolicy | None = Field(
+        default=None,
+        description="A circuit breaker for this service; off unless set ({} for the defaults).",
+    )
+    rate_limit: RateLimitPolicy | None = Field(
+        default=None, description="Calls per second to this service; unlimited unless set."
+    )
+    max_concurrency: int | None = Field(
+        default=None, gt=0, description="Calls in flight at most; more wait their turn."
     )
 
 
@@ -111,6 +208,16 @@ class PythonService(Contract):
 
     kind: Literal["python"]
     adapter: str = Field(pattern=r"^[\w.]+:[\w.]+$")
+    circuit: CircuitPolicy | None = Field(
+        default=None,
+        description="A circuit breaker for this service; off unless set ({} for the defaults).",
+    )
+    rate_limit: RateLimitPolicy | None = Field(
+        default=None, description="Calls per second to this service; unlimited unless set."
+    )
+    max_concurrency: int | None = Field(
+        default=None, gt=0, description="Calls in flight at most; more wait their turn."
+    )
 
 
 ServiceDefinition = Annotated[

@@ -31,6 +31,11 @@ _CODES = (
     # Requests that never became a saga (dead-lettered, with a failed result).
     ErrorCode("request.missing_headers", "a required CloudEvents header is missing", "result"),
     ErrorCode("request.wrong_type", "`ce_type` is not `orchestrator.request.v1`", "result"),
+    ErrorCode(
+        "request.too_large",
+        "the request record is over `ORCH_MAX_REQUEST_BYTES` (checked before parsing)",
+        "result",
+    ),
     ErrorCode("request.undecodable", "the payload is not a JSON object", "result"),
     ErrorCode("request.invalid", "the payload is not a valid request event", "result"),
     ErrorCode(
@@ -40,6 +45,16 @@ _CODES = (
         "result",
     ),
     ErrorCode("flow.unknown", "no flow of that name is loaded", "result"),
+    ErrorCode(
+        "input.too_deep",
+        "the input nests deeper than `ORCH_MAX_INPUT_DEPTH` (or 1,024 levels, JSON's limit)",
+        "result",
+    ),
+    ErrorCode(
+        "input.too_long",
+        "an array in the input is longer than `ORCH_MAX_INPUT_ARRAY_LENGTH`",
+        "result",
+    ),
     ErrorCode(
         "input.invalid",
         "the input fails the flow's `input_schema` (or, from an adapter, the operation's "
@@ -70,7 +85,23 @@ _CODES = (
         "result",
     ),
     ErrorCode("step.output_error", "a step's `output` mapping failed on the reply", "result"),
+    ErrorCode(
+        "step.for_each_too_long",
+        "a step's `for_each` gave more items than `ORCH_MAX_FOR_EACH`; no call was made",
+        "result",
+    ),
+    ErrorCode(
+        "step.mapping_budget",
+        "an expression (`when`, `input`, `for_each`, `output` or `result`) needed more work "
+        "than `ORCH_MAX_MAPPING_WORK` allows: its data is too large for it",
+        "result",
+    ),
     ErrorCode("result.mapping_error", "the `result` mapping failed", "result"),
+    ErrorCode(
+        "result.too_large",
+        "the composed result is over `ORCH_MAX_RESULT_BYTES`; the saga failed (and compensated)",
+        "result",
+    ),
     ErrorCode(
         "compensation.failed",
         "a compensation failed for good; the step and call it could not undo are named",
@@ -108,6 +139,12 @@ _CODES = (
     ),
     ErrorCode("http.unreachable", "the connection failed", "adapter", retryable=True),
     ErrorCode(
+        "http.address_refused",
+        "the service's address is internal (loopback, private, link-local...) and its "
+        "catalog entry's `allow` does not allow it; no connection was made",
+        "adapter",
+    ),
+    ErrorCode(
         "http.invalid_json", "a 2xx answer whose body is not JSON", "adapter", retryable=True
     ),
     ErrorCode(
@@ -132,6 +169,24 @@ _CODES = (
         retryable=True,
     ),
     ErrorCode(
+        "adapter.output_unencodable",
+        "the worker could not encode the operation's output as JSON (e.g. an int over 64 bits)",
+        "adapter",
+    ),
+    ErrorCode(
+        "circuit.open",
+        "the service's circuit breaker is open (it kept failing); the call was not made",
+        "adapter",
+        retryable=True,
+    ),
+    ErrorCode(
+        "rate_limit.exceeded",
+        "the call would have waited longer than the service's `rate_limit.max_wait_ms` for "
+        "its turn; not made",
+        "adapter",
+        retryable=True,
+    ),
+    ErrorCode(
         "command.expired",
         "a step command reached the worker after its deadline; not run",
         "adapter",
@@ -148,7 +203,19 @@ _CODES = (
         "reply.invalid", "a record on the reply topic is not a valid step reply", "dead_letter"
     ),
     ErrorCode(
+        "reply.unauthenticated",
+        "a reply to a running saga without the `reply_token` of a command it sent (forged, or "
+        "from an adapter that does not echo it); the saga never sees it",
+        "dead_letter",
+    ),
+    ErrorCode(
         "command.invalid", "a record on a command topic is not a valid step command", "dead_letter"
+    ),
+    ErrorCode(
+        "command.reply_topic_refused",
+        "a step command names a reply topic (or partition) the worker may not write to "
+        "(`--reply-topic`)",
+        "dead_letter",
     ),
     ErrorCode(
         "command.missing_headers", "a step command lacks its reply-to headers", "dead_letter"

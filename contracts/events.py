@@ -38,7 +38,8 @@ class StepCommand(Contract):
 
     ``correlation_id`` is deterministic (``<request id>:<call>:<attempt>``), so a
     redelivered command can be recognised; ``idempotency_key`` is the same for
-    every attempt of one call and should be passed to the downstream API.
+    every attempt of one call and should be passed to the downstream API;
+    ``reply_token`` must come back in the reply, unchanged.
     """
 
     schema_version: Literal[1] = 1
@@ -53,6 +54,13 @@ class StepCommand(Contract):
     deadline_ms: int = Field(description="Epoch milliseconds after which no reply is awaited.")
     correlation_id: str
     idempotency_key: str
+    reply_token: str | None = Field(
+        default=None,
+        max_length=256,
+        description="An unguessable token the reply must echo in its `reply_token`: it "
+        "proves the reply answers a command the coordinator sent (correlation ids are "
+        "predictable). Always set by the coordinator; None only from older coordinators.",
+    )
 
 
 class ReplyError(Contract):
@@ -79,6 +87,12 @@ class StepReply(Contract):
         default=None,
         ge=0,
         description="For a technical error: the earliest a retry is welcome (Retry-After).",
+    )
+    reply_token: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The `reply_token` of the command it answers, echoed unchanged; a reply "
+        "whose token does not match is dead-lettered (`reply.unauthenticated`).",
     )
 
     @model_validator(mode="after")

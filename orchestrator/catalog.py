@@ -1,11 +1,16 @@
 """Load the service catalog (``services.yaml``) and resolve what it names.
 
-Environment references (``${VAR}``, ``${VAR:-default}``) in a service's
-``base_url``, ``headers`` and ``command_topic`` are expanded at load time, so a missing secret is a
-load error that names the variable instead of a 401 at run time.
+Environment references (``${VAR}``, ``${VAR:-default}``) and file references
+(``${file:/run/secrets/token}``, the file's text without its final newline) in a
+service's ``base_url``, ``headers`` and ``command_topic``, and in an HTTP
+operation's ``headers`` and ``query`` values, are expanded at load time, so a
+missing secret is a load error that names the variable or file (never its value)
+instead of a 401 at run time.
 
 A ``cache`` on an operation that is not a GET is a load error too: a cached write
-would be skipped for every saga but the first.
+would be skipped for every saga but the first. So are ``circuit``, ``rate_limit`` and
+``max_concurrency`` on a Kafka service, and a ``max_concurrency`` above the service's
+own ``max_connections``.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from contracts.catalog import HttpService, KafkaService, PythonService, ServiceCatalog
+from orchestrator.documents import UnreadableDocument, read_document
 from orchestrator.errors import CatalogLoadError
 from orchestrator.validation_messages import describe_validation_error
 
@@ -29,10 +34,25 @@ if TYPE_CHECKING:
     from handlers.sdk import Service
 
 _ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+_FILE_REFERENCE = re.compile(r"\$\{file:(?P<path>[^}]+)\}")
+
+
+def _read_secret_file(match: re.Match[str], where: str) -> str:
+    path = Path(match.group("path"))
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+        raise CatalogLoadError(
+            f"{where} reads the file {path}, which cannot be read ({reason}): "
+            "create it, or fix the path."
+        ) from None
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def expand_environment(text: str, *, where: str, environ: Mapping[str, str]) -> str:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in ``text`` from ``environ``."""
+    """Replace ``${VAR}``, ``${VAR:-default}`` (from ``environ``) and ``${file:PATH}``."""
+    text = _FILE_REFERENCE.sub(lambda match: _read_secret_file(match, where), text)
 
     def replace(match: re.Match[str]) -> str:
         name, default = match.group("name"), match.group("default")
@@ -91,13 +111,13 @@ def load_catalog(path: Path, *, environ: Mapping[str, str] | None = None) -> Loa
         CatalogLoadError: naming the file, the service and what to change.
     """
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_document(path)
     except OSError as error:
         raise CatalogLoadError(
             f"Cannot read the service catalog {path}: {error.strerror}."
         ) from None
-    except yaml.YAMLError as error:
-        raise CatalogLoadError(f"{path} is not valid YAML: {error}") from None
+    except UnreadableDocument as error:
+        raise CatalogLoadError(f"{path} is not valid YAML: {error}.") from None
     return catalog_from_data(raw, source=str(path), environ=environ)
 
 
@@ -106,12 +126,14 @@ def catalog_from_data(
 ) -> LoadedCatalog:
     """Validate catalog data already parsed from a file or built in code."""
     environ = os.environ if environ is None else environ
+    _check_remote_limits(raw, source)
     try:
         catalog = ServiceCatalog.model_validate(_expand_services(raw, source, environ))
     except ValidationError as error:
         details = "\n  ".join(describe_validation_error(error))
         raise CatalogLoadError(f"{source} is not a valid service catalog:\n  {details}") from None
     _check_caches(catalog, source)
+    _check_concurrency(catalog, source)
     adapters = {
         name: import_service(definition.adapter, where=f"{source}, service '{name}'")
         for name, definition in catalog.services.items()
@@ -133,6 +155,43 @@ def _check_caches(catalog: ServiceCatalog, source: str) -> None:
                     "performed for the first saga only); remove its cache, or make it a GET "
                     "if it only reads."
                 )
+
+
+_RESILIENCE_KEYS = ("circuit", "rate_limit", "max_concurrency")
+
+
+def _check_remote_limits(raw: Any, source: str) -> None:
+    """Refuse a circuit, rate limit or concurrency cap on a Kafka service, with the reason."""
+    services = raw.get("services") if isinstance(raw, dict) else None
+    if not isinstance(services, dict):
+        return
+    for name, definition in services.items():
+        if not isinstance(definition, dict) or definition.get("kind") != "kafka":
+            continue
+        for key in _RESILIENCE_KEYS:
+            if key in definition:
+                raise CatalogLoadError(
+                    f"{source}, service '{name}': {key} applies to services called in-process "
+                    "(kind http or python), not to a Kafka service, whose remote worker takes "
+                    "commands at its own pace; remove it."
+                )
+
+
+def _check_concurrency(catalog: ServiceCatalog, source: str) -> None:
+    """Refuse a concurrency cap above the service's own connection pool."""
+    for name, definition in catalog.services.items():
+        if (
+            isinstance(definition, HttpService)
+            and definition.max_concurrency is not None
+            and definition.max_connections is not None
+            and definition.max_concurrency > definition.max_connections
+        ):
+            raise CatalogLoadError(
+                f"{source}, service '{name}': max_concurrency ({definition.max_concurrency}) "
+                f"is above max_connections ({definition.max_connections}), so calls would "
+                "wait for a connection inside their timeout; lower max_concurrency or raise "
+                "max_connections."
+            )
 
 
 _EXPANDED_KEYS = ("base_url", "command_topic")
@@ -159,8 +218,32 @@ def _expand_services(raw: Any, source: str, environ: Mapping[str, str]) -> Any:
                     else value
                     for header, value in definition["headers"].items()
                 }
+            if isinstance(definition.get("operations"), dict):
+                definition["operations"] = _expand_operations(
+                    definition["operations"], where=where, environ=environ
+                )
         services[name] = definition
     return {**raw, "services": services}
+
+
+def _expand_operations(
+    operations: dict[Any, Any], *, where: str, environ: Mapping[str, str]
+) -> Any:
+    """Expand references in each HTTP operation's ``headers`` and ``query`` values."""
+    expanded: dict[Any, Any] = {}
+    for operation, spec in operations.items():
+        if isinstance(spec, dict):
+            spec = dict(spec)  # noqa: PLW2901 (a copy, expanded below)
+            for key in ("headers", "query"):
+                if isinstance(spec.get(key), dict):
+                    spec[key] = {
+                        name: expand_environment(value, where=where, environ=environ)
+                        if isinstance(value, str)
+                        else value
+                        for name, value in spec[key].items()
+                    }
+        expanded[operation] = spec
+    return expanded
 
 
 def import_service(reference: str, *, where: str) -> Service:

@@ -62,6 +62,18 @@ def _kafka_trouble(error: Exception) -> str | None:
     errors = sys.modules.get("aiokafka.errors")
     if errors is None or not isinstance(error, errors.KafkaError):
         return None
+    from orchestrator import kafka_refusals
+
+    try:
+        settings = CoordinatorSettings.from_env()
+    except OrchestratorError:  # the command got this far, so this is unlikely
+        return f"error: Kafka answered with an error: {error}."
+    refused = kafka_refusals.explain(error, settings)
+    if refused is None and isinstance(error, errors.KafkaConnectionError):
+        # A refused TLS or SASL handshake also ends as "Unable to bootstrap".
+        refused = kafka_refusals.explain_connection_failure(settings)
+    if refused is not None:
+        return f"error: {refused}"
     if isinstance(error, errors.KafkaConnectionError):
         return (
             f"error: cannot reach Kafka ({error}). Start one with `orchestrator broker up`, "
@@ -179,12 +191,28 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         "adapter",
         summary="serve an SDK adapter over Kafka",
-        example="  orchestrator adapter handlers.demo.inventory:inventory\n",
+        example="  orchestrator adapter handlers.demo.inventory:inventory\n"
+        "  orchestrator adapter mymodule:pricing --reply-topic 'orders.*.replies' "
+        "--concurrency 32\n",
     )
     adapter.add_argument("service", help="the Service object, as module:attribute")
     adapter.add_argument("--command-topic", help="override the service's command topic")
     adapter.add_argument("--group-id", help="consumer group (default adapter.<service>)")
     adapter.add_argument("--dead-letter-topic", default="orchestrator.dlq")
+    adapter.add_argument(
+        "--reply-topic",
+        action="append",
+        dest="reply_topics",
+        metavar="TOPIC",
+        help="a topic replies may go to (a name or an fnmatch pattern; repeatable); "
+        "default ORCH_REPLY_TOPIC. A command naming another is dead-lettered.",
+    )
+    adapter.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="commands run at once (default 16)",
+    )
     adapter.set_defaults(command=_adapter)
 
     demo = _subcommand(
@@ -369,6 +397,7 @@ def _adapter(arguments: argparse.Namespace) -> int:
     from handlers.sdk import Service
     from handlers.worker import build_worker
     from orchestrator.catalog import import_service
+    from orchestrator.kafka_security import faststream_security
 
     service = import_service(arguments.service, where=f"adapter {arguments.service}")
     if arguments.command_topic:
@@ -380,8 +409,11 @@ def _adapter(arguments: argparse.Namespace) -> int:
     broker, _ = build_worker(
         service,
         bootstrap_servers=settings.bootstrap_servers,
+        security=faststream_security(settings),
         group_id=arguments.group_id,
         dead_letter_topic=arguments.dead_letter_topic,
+        reply_topics=arguments.reply_topics or [settings.reply_topic],
+        concurrency=arguments.concurrency,
     )
 
     async def serve() -> None:

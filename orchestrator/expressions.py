@@ -12,10 +12,24 @@ few functions are added (all pure, all bounded by their arguments' size):
 - ``round(n, digits)``: ``n`` rounded to ``digits`` decimals;
 - ``where_in(list, field, values)``: the objects of ``list`` whose ``field`` is
   one of ``values`` (a semi-join, e.g. keep products that are in stock).
+
+Every evaluation has a work budget (``ORCH_MAX_MAPPING_WORK``, read from
+:func:`orchestrator.limits.current_limits`): it counts the nodes the interpreter
+will visit, charged up front: a projection or filter over a list costs the list's
+length times the nodes it evaluates per element, a flatten or a function call the
+length of the arrays, objects or strings it walks (``length`` excepted). An
+expression that projects over a 1,000,000-item reply fails at once with
+:class:`MappingBudgetError` (``step.mapping_budget``) instead of holding the event
+loop for seconds. Counting work, not time, keeps the core deterministic: the same
+saga fails the same way after a restart. (A thread with a timeout would not help:
+jmespath is pure Python and holds the GIL.) The default budget, 250,000 visits, is
+a few tenths of a second of CPU at most. Plain field paths (``input.order_id``)
+cost nothing.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +38,8 @@ import jmespath
 from jmespath import exceptions as jmespath_errors
 from jmespath import functions as jmespath_functions
 from jmespath import visitor as jmespath_visitor
+
+from orchestrator.limits import current_limits
 
 
 class _FlowFunctions(jmespath_functions.Functions):
@@ -60,12 +76,118 @@ def _hashable(value: Any) -> Any:
     return ("other", repr(value))
 
 
-_OPTIONS = jmespath.Options(custom_functions=_FlowFunctions())
-_INTERPRETER = jmespath_visitor.TreeInterpreter(_OPTIONS)
-"""One interpreter for every evaluation. ``ParsedResult.search`` makes a new one per
-call, and each holds a cycle (its method cache of bound methods): six per saga
-left for the cyclic collector, whose full passes over 100,000 sagas in flight took
-hundreds of milliseconds. The interpreter keeps no state between evaluations."""
+class _OverBudget(Exception):
+    """Raised inside the interpreter when an evaluation has spent its budget."""
+
+
+class _BudgetedInterpreter(jmespath_visitor.TreeInterpreter):
+    """jmespath's interpreter, charging up front for every element a projection,
+    filter, flatten or function will walk: a projection costs its list's length
+    times the nodes it evaluates per element (its ``_WEIGHT``, set at compile
+    time), so the budget counts node visits at no cost per visit, and an
+    expression over too much data fails before it does the work."""
+
+    def __init__(self, functions: _FlowFunctions) -> None:
+        super().__init__(jmespath.Options(custom_functions=functions))
+        self.remaining = 0
+        self._flow_functions = functions
+
+    def visit_projection(self, node: Any, value: Any) -> Any:
+        base = self.visit(node["children"][0], value)
+        if not isinstance(base, list):
+            return None
+        self._charge(len(base) * node[_WEIGHT])
+        right = node["children"][1]
+        return [current for element in base if (current := self.visit(right, element)) is not None]
+
+    def visit_value_projection(self, node: Any, value: Any) -> Any:
+        base = self.visit(node["children"][0], value)
+        if not isinstance(base, dict):
+            return None
+        self._charge(len(base) * node[_WEIGHT])
+        right = node["children"][1]
+        return [
+            current
+            for element in base.values()
+            if (current := self.visit(right, element)) is not None
+        ]
+
+    def visit_filter_projection(self, node: Any, value: Any) -> Any:
+        base = self.visit(node["children"][0], value)
+        if not isinstance(base, list):
+            return None
+        self._charge(len(base) * node[_WEIGHT])
+        right, condition = node["children"][1], node["children"][2]
+        collected = []
+        for element in base:
+            if _is_true(self.visit(condition, element)):
+                current = self.visit(right, element)
+                if current is not None:
+                    collected.append(current)
+        return collected
+
+    def visit_function_expression(self, node: Any, value: Any) -> Any:
+        resolved = [self.visit(child, value) for child in node["children"]]
+        # Built-ins (sort, join, to_string, where_in...) loop over their
+        # arguments without visiting nodes: charge their sizes up front.
+        if node["value"] != "length":  # length() is O(1)
+            self._charge(sum(len(a) for a in resolved if isinstance(a, list | dict | str)))
+        return self._flow_functions.call_function(node["value"], resolved)
+
+    def visit_flatten(self, node: Any, value: Any) -> Any:
+        # jmespath's own flatten, charged for the list it walks.
+        base = self.visit(node["children"][0], value)
+        if not isinstance(base, list):
+            return None
+        self._charge(len(base))
+        merged: list[Any] = []
+        for element in base:
+            if isinstance(element, list):
+                merged.extend(element)
+            else:
+                merged.append(element)
+        return merged
+
+    def _charge(self, units: int) -> None:
+        self.remaining -= units
+        if self.remaining < 0:
+            raise _OverBudget
+
+
+_WEIGHT = "orchestrator_weight"
+"""The key under which :func:`_weigh` stores, in a projection node, the nodes its
+per-element children hold (jmespath's parse trees are plain dicts)."""
+_PROJECTIONS = frozenset({"projection", "value_projection", "filter_projection"})
+
+
+def _weigh(node: Any) -> int:
+    """The number of nodes under ``node``; stores each projection's weight in it."""
+    if not isinstance(node, dict):
+        return 0
+    sizes = [_weigh(child) for child in node.get("children", ())]
+    if node["type"] in _PROJECTIONS:
+        node[_WEIGHT] = max(sum(sizes[1:]), 1)
+    return 1 + sum(sizes)
+
+
+def _is_true(value: Any) -> bool:
+    # JMESPath's truth (as its interpreter's): 0 is true.
+    return not (value in ("", [], {}) or value is None or value is False)
+
+
+_FUNCTIONS = _FlowFunctions()
+_LOCAL = threading.local()
+
+
+def _interpreter() -> _BudgetedInterpreter:
+    """This thread's interpreter. ``ParsedResult.search`` makes a new one per call, and
+    each holds a cycle (its method cache of bound methods): six per saga left for the
+    cyclic collector, whose full passes over 100,000 sagas in flight took hundreds
+    of milliseconds. One per thread, because each carries its evaluation's budget."""
+    interpreter: _BudgetedInterpreter | None = getattr(_LOCAL, "interpreter", None)
+    if interpreter is None:
+        interpreter = _LOCAL.interpreter = _BudgetedInterpreter(_FUNCTIONS)
+    return interpreter
 
 
 class ExpressionError(ValueError):
@@ -93,14 +215,31 @@ class CompiledExpression:
                     return None
                 value = value.get(name)
             return value
+        interpreter = _interpreter()
+        budget = current_limits().max_mapping_work
+        interpreter.remaining = budget
         try:
-            return _INTERPRETER.visit(self._parsed.parsed, context)
+            return interpreter.visit(self._parsed.parsed, context)
         except jmespath_errors.JMESPathError as error:
             raise EvaluationError(f"expression {self.source!r} failed: {error}") from error
+        except _OverBudget:
+            raise MappingBudgetError(
+                f"expression {self.source!r} needed more than {budget} units of work "
+                "(ORCH_MAX_MAPPING_WORK): its input is too large for it"
+            ) from None
 
 
 class EvaluationError(ValueError):
     """An expression failed at run time (for example a function got a wrong type)."""
+
+    code: str | None = None
+    """The error's own code, when it has one; None: the caller's (``step.input_error``...)."""
+
+
+class MappingBudgetError(EvaluationError):
+    """An expression spent its work budget (``ORCH_MAX_MAPPING_WORK``)."""
+
+    code = "step.mapping_budget"
 
 
 def compile_expression(source: str) -> CompiledExpression:
@@ -115,6 +254,7 @@ def compile_expression(source: str) -> CompiledExpression:
     except jmespath_errors.JMESPathError as error:
         message = str(error).splitlines()[0]
         raise ExpressionError(f"{source!r} is not a valid JMESPath expression: {message}") from None
+    _weigh(parsed.parsed)
     return CompiledExpression(
         source=source,
         reads=frozenset(_root_reads(parsed.parsed)),

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from contracts.flow import FlowDefinition
 from orchestrator.catalog import LoadedCatalog, load_catalog
+from orchestrator.documents import UnreadableDocument, read_document
 from orchestrator.errors import FlowLoadError
 from orchestrator.flow import CompiledFlow, compile_flow
 from orchestrator.validation_messages import describe_validation_error
@@ -40,11 +40,11 @@ class FlowRegistry:
 def read_flow_definition(path: Path) -> FlowDefinition:
     """Parse and validate one flow file (no catalog checks)."""
     try:
-        raw: Any = yaml.safe_load(path.read_text())
+        raw: Any = read_document(path)
     except OSError as error:
         raise FlowLoadError(f"Cannot read the flow file {path}: {error.strerror}.") from None
-    except yaml.YAMLError as error:
-        raise FlowLoadError(f"{path} is not valid YAML or JSON: {error}") from None
+    except UnreadableDocument as error:
+        raise FlowLoadError(f"{path} is not valid YAML or JSON: {error}.") from None
     try:
         return FlowDefinition.model_validate(raw)
     except ValidationError as error:

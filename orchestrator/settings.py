@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -29,6 +29,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from orchestrator.errors import SetupError
+from orchestrator.limits import Limits
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 ENV_PREFIX = "ORCH_"
@@ -169,6 +170,46 @@ class CoordinatorSettings(BaseSettings):
     ingress_max_waiters: int = 10_000
     """Callers one ingress process lets wait for a result at once (long polls, POSTs
     in their wait); more are answered 503 ``ingress.too_many_waiters``."""
+    security_protocol: str = "PLAINTEXT"
+    """How every Kafka client connects: ``PLAINTEXT``, ``SSL`` (TLS; mTLS with
+    ``ORCH_SSL_CERTFILE``), ``SASL_PLAINTEXT`` or ``SASL_SSL`` (a user and password
+    over TLS)."""
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    """The SASL mechanism: ``SCRAM-SHA-512``, ``SCRAM-SHA-256`` or ``PLAIN``."""
+    sasl_username: str = ""
+    """The SASL user (Kafka's principal ``User:<name>``)."""
+    sasl_password: SecretStr = SecretStr("")
+    """The SASL password; never logged or printed (``orchestrator config`` masks it)."""
+    sasl_password_file: str = ""
+    """A file holding the SASL password (e.g. a mounted secret); instead of
+    ``ORCH_SASL_PASSWORD``."""
+    ssl_cafile: str = ""
+    """PEM file of the CA(s) that signed the brokers' certificates; empty trusts the
+    system's CAs."""
+    ssl_certfile: str = ""
+    """PEM file of this client's certificate (chain), for mTLS; with ``ORCH_SSL_KEYFILE``."""
+    ssl_keyfile: str = ""
+    """PEM file of this client's unencrypted private key (mTLS); empty if the
+    certificate file holds it."""
+    ssl_check_hostname: bool = True
+    """Whether a broker's certificate must name the host connected to."""
+    max_request_bytes: int = 1_048_576
+    """Largest request record value the coordinator parses; larger ones are refused
+    unread (``request.too_large``)."""
+    max_input_depth: int = 32
+    """How deeply a request's input may nest objects and arrays (``input.too_deep``)."""
+    max_input_array_length: int = 10_000
+    """Longest array a request's input may hold (``input.too_long``)."""
+    max_for_each: int = 10_000
+    """Most calls one ``for_each`` step may make (``step.for_each_too_long``)."""
+    max_mapping_work: int = 250_000
+    """Work budget of one expression evaluation: the nodes it would visit (a
+    projection costs its list's length times its nodes per element) plus the items
+    handed to functions, charged before the work is done; past it the saga fails
+    with ``step.mapping_budget``."""
+    max_result_bytes: int = 1_000_000
+    """Largest composed result ``data`` (as JSON); larger fails the saga with
+    ``result.too_large``."""
 
     if not TYPE_CHECKING:
         # Hidden from the type checker so that the pydantic plugin still checks the
@@ -196,9 +237,24 @@ class CoordinatorSettings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check(self) -> CoordinatorSettings:
-        for name in ("partitions", "max_in_flight", "max_batch"):
+        for name in (
+            "partitions",
+            "max_in_flight",
+            "max_batch",
+            "max_request_bytes",
+            "max_input_depth",
+            "max_input_array_length",
+            "max_for_each",
+            "max_mapping_work",
+            "max_result_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise SetupError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.cache_max_entries < 0:
@@ -221,7 +277,22 @@ class CoordinatorSettings(BaseSettings):
                 f"ORCH_CRASH_AT must be one of {', '.join(sorted(CRASH_POINTS))}, "
                 f"got {self.crash_at!r}."
             )
+        from orchestrator import kafka_security
+
+        kafka_security.check(self)
         return self
+
+    @property
+    def limits(self) -> Limits:
+        """The limits the intake and the saga core apply (:mod:`orchestrator.limits`)."""
+        return Limits(
+            max_request_bytes=self.max_request_bytes,
+            max_input_depth=self.max_input_depth,
+            max_input_array_length=self.max_input_array_length,
+            max_for_each=self.max_for_each,
+            max_mapping_work=self.max_mapping_work,
+            max_result_bytes=self.max_result_bytes,
+        )
 
     @property
     def calls_limit(self) -> int:
@@ -262,6 +333,8 @@ class CoordinatorSettings(BaseSettings):
         env = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
+            if isinstance(value, SecretStr):  # the child needs the secret itself
+                value = value.get_secret_value()
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             env[self.env_name(name)] = text
         return env

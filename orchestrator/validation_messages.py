@@ -10,5 +10,12 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     lines = []
     for problem in error.errors(include_url=False):
         location = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        lines.append(f"{location}: {problem['msg']}")
+        # Keys and messages may come from hostile input: one printable line each.
+        lines.append(printable(f"{location}: {problem['msg']}"))
     return lines
+
+
+def printable(text: str, *, limit: int = 500) -> str:
+    """``text`` on one line, non-printable characters escaped, cut at ``limit``."""
+    escaped = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return escaped if len(escaped) <= limit else escaped[:limit] + "..."

@@ -80,6 +80,7 @@ async def inventory_worker(
         bootstrap_servers=kafka_bootstrap,
         group_id=f"{topic_prefix}.inventory",
         dead_letter_topic=settings.dead_letter_topic,
+        reply_topics=[settings.reply_topic],
     )
     await broker.start()
     try:

@@ -86,6 +86,7 @@ PUBLIC = {
         "BrokerInfo",
         "BrokerSettings",
         "BrokerStatus",
+        "SecureListeners",
         "bootstrap_from_env",
         "ensure_kafka_jars",
         "running_broker",

@@ -9,7 +9,6 @@ dispatcher knows which calls go through its
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,12 +16,19 @@ from typing import Any, Protocol
 import httpx
 from opentelemetry.trace import TracerProvider
 
-from contracts.catalog import HttpService, KafkaService, command_topic_of
+from contracts.catalog import (
+    CircuitPolicy,
+    HttpService,
+    KafkaService,
+    RateLimitPolicy,
+    command_topic_of,
+)
 from handlers.context import CallContext
 from handlers.http import HttpAdapter
 from handlers.outcome import CallOutcome
 from handlers.sdk import Service
 from orchestrator.catalog import LoadedCatalog
+from orchestrator.runtime.adapter_loop import AdapterLoop
 
 
 class InProcessAdapter(Protocol):
@@ -36,18 +42,25 @@ class InProcessAdapter(Protocol):
 
 
 class SdkServiceAdapter:
-    """Runs an SDK :class:`~handlers.sdk.Service` in the coordinator's process."""
+    """Runs an SDK :class:`~handlers.sdk.Service` in the coordinator's process, on an
+    event loop of its own (:class:`~orchestrator.runtime.adapter_loop.AdapterLoop`), so
+    that user code that blocks stalls only its own calls, never the coordinator."""
 
     def __init__(self, service: Service) -> None:
         self._service = service
+        self._loop = AdapterLoop(service.name)
+
+    async def aclose(self) -> None:
+        """Stop the service's event loop (and its thread)."""
+        await self._loop.aclose()
 
     async def call(
         self, operation: str, payload: Any, *, context: CallContext, timeout_s: float
     ) -> CallOutcome:
         """Invoke the operation with ``context``; it is cancelled once ``timeout_s`` has passed."""
         try:
-            return await asyncio.wait_for(
-                self._service.invoke(operation, payload, context), timeout_s
+            return await self._loop.run(
+                self._service.invoke(operation, payload, context), timeout_s=timeout_s
             )
         except TimeoutError:
             return CallOutcome.technical_error(
@@ -64,23 +77,46 @@ class KafkaRoute:
 
 
 class Routes(dict[str, InProcessAdapter | KafkaRoute]):
-    """The route of each service by name, and which in-process operations are cached.
+    """The route of each service by name, which in-process operations are cached,
+    and the in-process services' resilience settings.
 
     A dict of routes, so callers look a service up as before; ``cached`` holds the
     TTL (ms) of each cached operation by ``(service, operation)``, and is empty
-    when no operation declares a cache.
+    when no operation declares a cache. ``circuits``, ``rate_limits`` and
+    ``max_concurrency`` hold the catalog's ``circuit``, ``rate_limit`` and
+    ``max_concurrency`` of the services that set them.
     """
 
-    __slots__ = ("cached",)
+    __slots__ = ("cached", "circuits", "max_concurrency", "rate_limits")
 
     def __init__(
         self,
         routes: Mapping[str, InProcessAdapter | KafkaRoute] | None = None,
         *,
         cached: Mapping[tuple[str, str], int] | None = None,
+        circuits: Mapping[str, CircuitPolicy] | None = None,
+        rate_limits: Mapping[str, RateLimitPolicy] | None = None,
+        max_concurrency: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(routes or {})
         self.cached: dict[tuple[str, str], int] = dict(cached or {})
+        self.circuits: dict[str, CircuitPolicy] = dict(circuits or {})
+        self.rate_limits: dict[str, RateLimitPolicy] = dict(rate_limits or {})
+        self.max_concurrency: dict[str, int] = dict(max_concurrency or {})
+
+    def concurrency_limits(self, *, shared_pool: int) -> dict[str, int]:
+        """Calls in flight at most, by in-process service, for the bulkheads.
+
+        An HTTP service is bounded by its connection pool (its own ``max_connections``,
+        or ``shared_pool``), or by its ``max_concurrency`` if lower; an SDK service
+        only by its ``max_concurrency``.
+        """
+        limits = dict(self.max_concurrency)
+        for name, route in self.items():
+            if isinstance(route, HttpAdapter):
+                pool = route.max_connections or shared_pool
+                limits[name] = min(limits.get(name, pool), pool)
+        return limits
 
 
 def build_routes(
@@ -96,6 +132,13 @@ def build_routes(
     """
     routes = Routes(cached=catalog.cached_operations())
     for name, definition in catalog.catalog.services.items():
+        if not isinstance(definition, KafkaService):
+            if definition.circuit is not None:
+                routes.circuits[name] = definition.circuit
+            if definition.rate_limit is not None:
+                routes.rate_limits[name] = definition.rate_limit
+            if definition.max_concurrency is not None:
+                routes.max_concurrency[name] = definition.max_concurrency
         if isinstance(definition, HttpService):
             routes[name] = HttpAdapter(
                 name, definition, client=http_client, tracer_provider=tracer_provider
@@ -108,7 +151,8 @@ def build_routes(
 
 
 async def close_routes(routes: Mapping[str, InProcessAdapter | KafkaRoute]) -> None:
-    """Close the connection pools that services with their own limits opened."""
+    """Close the connection pools that services with their own limits opened, and
+    stop the event loops of in-process SDK services."""
     for route in routes.values():
-        if isinstance(route, HttpAdapter):
+        if isinstance(route, HttpAdapter | SdkServiceAdapter):
             await route.aclose()

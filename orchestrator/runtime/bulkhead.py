@@ -1,8 +1,10 @@
 """Bounded in-process calls per service, with the wait kept out of their timeouts.
 
 Each HTTP service may have at most as many calls in flight as its connection pool has
-connections (its own ``max_connections``, or the shared pool's size). A call over the
-bound waits here, in order, *before* its timeout starts: waiting for a connection
+connections (its own ``max_connections``, or the shared pool's size), or fewer if its
+catalog entry sets ``max_concurrency``; an SDK service run in-process is bounded only
+by its ``max_concurrency`` (see ``Routes.concurrency_limits``). A call over the bound
+waits here, in order, *before* its timeout starts: waiting for a connection
 inside the HTTP client would count against the call's timeout, and under a burst
 (retries, a restored partition) every waiting call would time out together. The
 dispatcher arms a waiting call's deadline only when it gets its slot.
@@ -66,6 +68,11 @@ class Bulkheads:
                 waiter.set_result(None)  # the slot passes on: busy stays the same
                 return
         lane.busy -= 1
+
+    @property
+    def queued(self) -> int:
+        """Calls of every service waiting for a slot (they hold no connection yet)."""
+        return sum(len(lane.waiting) for lane in self._lanes.values())
 
     def waiting(self, service: str) -> int:
         """Calls of ``service`` waiting for a slot."""

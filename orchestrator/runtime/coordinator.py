@@ -24,6 +24,10 @@ Delivery guarantees encoded here:
 - Requests, replies and the changelog are co-partitioned (same counts, range
   assignor): the partition a step command names for its reply, and the changelog
   partition of a saga, belong to the instance that runs the saga.
+- A reply reaches its saga only if it echoes the ``reply_token`` of the command it
+  answers (:mod:`orchestrator.runtime.reply_auth`; the saga's secret is in its start
+  record, so it survives a restart); a forged one is dead-lettered
+  (``reply.unauthenticated``).
 
 Every coordinator counts its :attr:`SagaCoordinator.metrics` (served at
 ``/metrics`` when ``metrics_port`` is set); with tracing on (an SDK tracer provider,
@@ -36,12 +40,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +67,8 @@ from handlers.tracing import TRACEPARENT, provider_of, tracer_of
 from orchestrator.errors import FlowLoadError
 from orchestrator.flow import CompiledFlow, compile_flow
 from orchestrator.flow_files import FlowRegistry
+from orchestrator.kafka_security import client_options
+from orchestrator.limits import LIMITS
 from orchestrator.runtime import changelog
 from orchestrator.runtime.adapters import KafkaRoute, build_routes, close_routes
 from orchestrator.runtime.changelog import ChangelogWriter, KafkaReader, RestoredPartition
@@ -81,6 +88,7 @@ from orchestrator.runtime.records import (
     dead_letter_without_value,
     result_record,
 )
+from orchestrator.runtime.reply_auth import new_secret, verify
 from orchestrator.runtime.topics import check_topics
 from orchestrator.runtime.tracing import SagaSpans, SagaTracer
 from orchestrator.saga import (
@@ -180,6 +188,9 @@ class _Saga:
     None most of the time (a saga in flight costs no empty lists)."""
     trace: SagaSpans | None = None
     """Its open spans; None when tracing is off."""
+    reply_secret: str = ""
+    """Its random secret (kept in its start record): a step command's reply token
+    is derived from it, and a reply must echo the token (:mod:`reply_auth`)."""
 
 
 @dataclass(slots=True)
@@ -330,6 +341,7 @@ class SagaCoordinator:
         await self._check_topics()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers,
+            **client_options(settings),
             acks="all",
             enable_idempotence=True,
             linger_ms=settings.linger_ms,
@@ -341,17 +353,19 @@ class SagaCoordinator:
         # queue behind state records (they are the latency a client sees).
         self._state_producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers,
+            **client_options(settings),
             acks="all",
             enable_idempotence=True,
             linger_ms=settings.linger_ms,
         )
         await self._state_producer.start()
-        self._reader = KafkaReader(settings.bootstrap_servers)
+        self._reader = KafkaReader(settings.bootstrap_servers, security=client_options(settings))
         await self._reader.start()
         self._outbox.landed = self._result_landed
         self._changelog = ChangelogWriter(self._state_producer, settings.changelog_topic)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
+            **client_options(settings),
             group_id=settings.group_id,
             group_instance_id=settings.group_instance_id or None,
             session_timeout_ms=settings.session_timeout_ms,
@@ -366,14 +380,24 @@ class SagaCoordinator:
             [settings.request_topic, settings.reply_topic], listener=_Rebalance(self)
         )
         self._running = True
+        # The saga core reads its limits (for_each, mapping work, result size)
+        # from the context: every loop that decides, and every task it spawns, runs
+        # in one where they are this coordinator's.
+        limits = self.settings.limits
+
+        def task(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+            context = contextvars.copy_context()
+            context.run(LIMITS.set, limits)
+            return asyncio.create_task(work, name=name, context=context)
+
         self._loops = [
-            asyncio.create_task(self._changelog.run(), name="coordinator-changelog"),
-            asyncio.create_task(self._dispatcher.run_deadlines(), name="coordinator-deadlines"),
+            task(self._changelog.run(), "coordinator-changelog"),
+            task(self._dispatcher.run_deadlines(), "coordinator-deadlines"),
         ]
         await self._consumer.start()
         self._loops += [
-            asyncio.create_task(self._consume_loop(), name="coordinator-consume"),
-            asyncio.create_task(self._housekeeping_loop(), name="coordinator-housekeeping"),
+            task(self._consume_loop(), "coordinator-consume"),
+            task(self._housekeeping_loop(), "coordinator-housekeeping"),
         ]
         for loop in self._loops:
             loop.add_done_callback(self._loop_done)
@@ -472,6 +496,7 @@ class SagaCoordinator:
         await check_topics(
             settings.bootstrap_servers,
             wanted,
+            security=client_options(settings),
             create=settings.create_topics,
             replication_factor=settings.replication_factor,
             same_partitions=(
@@ -592,7 +617,11 @@ class SagaCoordinator:
         offsets = self._partitions.track(partition, record.offset)
         headers = cloudevents.headers_to_dict(record.headers)
         decision = admit(
-            value=record.value, key=record.key, headers=headers, registry=self.registry
+            value=record.value,
+            key=record.key,
+            headers=headers,
+            registry=self.registry,
+            limits=self.settings.limits,
         )
         if isinstance(decision, RejectedRequest):
             self._reject(partition, record, decision)
@@ -610,12 +639,14 @@ class SagaCoordinator:
         state, actions = start_saga(
             flow, request_id=request_id, input=decision.input, now_ms=self._clock()
         )
+        reply_secret = new_secret()
         start = {
             "flow": flow.name,
             "fingerprint": self._fingerprints[flow.name],
             "version": flow.version,
             "input": decision.input,
             "started_ms": state.started_ms,
+            "reply_secret": reply_secret,
         }
         trace = None
         if self._tracer is not None:
@@ -632,7 +663,14 @@ class SagaCoordinator:
                 # So that a resumed saga stays in the request's trace.
                 start[TRACEPARENT] = headers[TRACEPARENT]
         records = changelog.split(changelog.saga_key(request_id), orjson.dumps(start))
-        saga = _Saga(state=state, flow=flow, partition=partition, run=next(self._runs), trace=trace)
+        saga = _Saga(
+            state=state,
+            flow=flow,
+            partition=partition,
+            run=next(self._runs),
+            trace=trace,
+            reply_secret=reply_secret,
+        )
         flow_records = self._flow_records(partition.partition, flow)
         # From here to the first action nothing raises: a saga that is in
         # ``_sagas`` always gets a result.
@@ -833,16 +871,21 @@ class SagaCoordinator:
             request_id, call, attempt = parse_correlation_id(reply.correlation_id)
         except (orjson.JSONDecodeError, ValidationError, ValueError) as error:
             reason = f"not a valid step reply: {str(error).splitlines()[0]}"
-            logger.warning("dead-lettering reply %s@%d: %s", partition, record.offset, reason)
-            dead = self._dead_letter(partition, record, code="reply.invalid", reason=reason)
-            self.metrics.dead_lettered("reply.invalid")
-            offset = record.offset
-            self._outbox.send(
-                [dead],
-                answers=None,
-                fallback=lambda: [dead_letter_without_value(dead)],
-                what=f"the dead letter of {_where(partition, offset)}",
-                then=lambda: offsets.finish(offset),
+            self._dead_letter_reply(partition, record, code="reply.invalid", reason=reason)
+            return
+        saga = self._sagas.get(request_id)
+        if saga is not None and not verify(
+            saga.reply_secret, reply.correlation_id, reply.reply_token
+        ):
+            # Forged, or from an adapter that does not echo the token: it must not
+            # answer the call. (A reply for a saga not running here is ignored
+            # below, as a late one: it can change nothing.)
+            self._dead_letter_reply(
+                partition,
+                record,
+                code="reply.unauthenticated",
+                reason=f"the reply to {reply.correlation_id} does not carry the reply_token "
+                "of a command this coordinator sent",
             )
             return
         offset = record.offset
@@ -877,6 +920,24 @@ class SagaCoordinator:
                 retry_after_ms=reply.retry_after_ms,
             ),
             recorded=lambda: offsets.finish(offset),
+        )
+
+    def _dead_letter_reply(
+        self, partition: TopicPartition, record: ConsumerRecord[Any, Any], *, code: str, reason: str
+    ) -> None:
+        """Dead-letter a reply that must not reach its saga; its offset moves on once
+        the dead letter (or its value-less fallback) is written."""
+        offsets = self._partitions.track(partition, record.offset)
+        logger.warning("dead-lettering reply %s@%d: %s", partition, record.offset, reason)
+        dead = self._dead_letter(partition, record, code=code, reason=reason)
+        self.metrics.dead_lettered(code)
+        offset = record.offset
+        self._outbox.send(
+            [dead],
+            answers=None,
+            fallback=lambda: [dead_letter_without_value(dead)],
+            what=f"the dead letter of {_where(partition, offset)}",
+            then=lambda: offsets.finish(offset),
         )
 
     # -- carrying out actions ----------------------------------------------
@@ -945,6 +1006,7 @@ class SagaCoordinator:
                         trace_context=(
                             None if saga.trace is None else saga.trace.call_dispatched(action)
                         ),
+                        reply_secret=saga.reply_secret,
                     )
                     if self._crash_at == "mid-compensation" and action.call.endswith(UNDO_SUFFIX):
                         self._crash_soon()
@@ -1259,6 +1321,7 @@ class SagaCoordinator:
                 flow, request_id=request_id, input=header["input"], now_ms=self._clock()
             )
             saga = _Saga(state, flow, partition, next(self._runs), max(numbered, default=0), keys)
+            saga.reply_secret = header.get("reply_secret") or new_secret()
             self._sagas[request_id] = saga
             self._fail_saga(saga, error)
             return
@@ -1269,6 +1332,9 @@ class SagaCoordinator:
             run=next(self._runs),
             events=max(numbered, default=0),
             keys=list(keys),
+            # A saga recorded before replies were authenticated gets a new secret:
+            # its calls in flight are re-issued below with tokens made from it.
+            reply_secret=header.get("reply_secret") or new_secret(),
         )
         self._sagas[request_id] = saga
         self.restored_sagas += 1

@@ -16,6 +16,10 @@ Calls of an HTTP service beyond its connection pool's size wait in its
 only once they start, so waiting for a connection never counts against a timeout.
 (Cached calls skip the lane: most of them are answered without a connection.)
 
+A service's circuit breaker and rate limit (:class:`~orchestrator.runtime.guards.ServiceGuards`)
+come on top: an open circuit answers ``circuit.open`` at once; a rate-limited call
+waits for its turn after its slot and before its deadline is armed.
+
 Each attempt's duration (dispatch to answer) and error code are counted in the
 coordinator's :class:`~orchestrator.runtime.metrics.CoordinatorMetrics`: in the
 call's own task for in-process calls; for step commands, from the send to the
@@ -40,16 +44,17 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Tracer, set_span_in_context
 
 from handlers.context import CallContext
-from handlers.http import HttpAdapter
 from handlers.outcome import CallOutcome
 from handlers.tracing import kafka_attributes, kafka_trace_headers
 from orchestrator.runtime.adapters import InProcessAdapter, KafkaRoute, Routes
 from orchestrator.runtime.bulkhead import Bulkheads
 from orchestrator.runtime.call_cache import CallCache
+from orchestrator.runtime.guards import ServiceGuards
 from orchestrator.runtime.metrics import CoordinatorMetrics
 from orchestrator.runtime.never_raise import never_raises
 from orchestrator.runtime.publisher import Publisher
 from orchestrator.runtime.records import OutgoingRecord, command_record
+from orchestrator.runtime.reply_auth import reply_token
 from orchestrator.runtime.timers import DeadlineHeap
 from orchestrator.saga import (
     ArmTimer,
@@ -118,18 +123,20 @@ class CallDispatcher:
         self._calls: dict[str, set[asyncio.Task[None]]] = {}
         """In-process calls by request id, so a finished saga's calls can be cancelled."""
         self.bulkheads = Bulkheads(
-            {
-                name: route.max_connections or settings.http_max_connections
-                for name, route in routes.items()
-                if isinstance(route, HttpAdapter)
-            }
+            routes.concurrency_limits(shared_pool=settings.http_max_connections)
         )
+        self.guards = ServiceGuards(
+            circuits=routes.circuits, rate_limits=routes.rate_limits, metrics=self._metrics
+        )
+        """Circuit breakers and rate limits of the services that declare them."""
 
     @property
     def calls_in_flight(self) -> int:
         """In-process calls running now; a call waiting for an identical one in flight
-        (:class:`CallCache`) holds no connection and is not counted."""
-        return len(self._tasks) - self.call_cache.joined_waiters
+        (:class:`CallCache`) or for a slot of its service (:class:`Bulkheads`) holds no
+        connection and is not counted: one slow service's queue must not stop the
+        intake of requests for the others."""
+        return len(self._tasks) - self.call_cache.joined_waiters - self.bulkheads.queued
 
     def dispatch(
         self,
@@ -138,8 +145,10 @@ class CallDispatcher:
         reply_partition: int,
         run: int,
         trace_context: Context | None = None,
+        reply_secret: str | None = None,
     ) -> None:
-        """Start one call and arm its deadline (``trace_context``: its step span's)."""
+        """Start one call and arm its deadline (``trace_context``: its step span's;
+        ``reply_secret``: the saga's, a step command's reply token is made from it)."""
         route = self._routes[action.service]
         if isinstance(route, KafkaRoute):
             self._sent[(action.request_id, action.call, action.attempt)] = (
@@ -150,17 +159,36 @@ class CallDispatcher:
             )
             self._spawn(
                 self._send_command(
-                    action, route, reply_partition=reply_partition, trace_context=trace_context
+                    action,
+                    route,
+                    reply_partition=reply_partition,
+                    trace_context=trace_context,
+                    reply_token=(
+                        None
+                        if reply_secret is None
+                        else reply_token(reply_secret, action.correlation_id)
+                    ),
                 )
             )
         else:
             cache_ttl_ms = (
                 self._cached.get((action.service, action.operation)) if self._cached else None
             )
+            # An open circuit answers at once: no slot, no turn, no deadline. (A cached
+            # operation asks the cache first: a kept answer is served even so.)
+            if self.guards.circuits and cache_ttl_ms is None:
+                refusal = self.guards.refusal_now(action.service)
+                if refusal is not None:
+                    self._spawn(self._refuse(action, refusal, run=run))
+                    return
             holds_slot = cache_ttl_ms is None and self.bulkheads.try_enter(action.service)
-            queued = cache_ttl_ms is None and not holds_slot
+            queued = cache_ttl_ms is None and (
+                not holds_slot or action.service in self.guards.limiters
+            )
             task = self._spawn(
-                self._call_when_free(route, action, run=run, trace_context=trace_context)
+                self._call_when_free(
+                    route, action, run=run, holds_slot=holds_slot, trace_context=trace_context
+                )
                 if queued
                 else self._call_in_process(
                     route, action, run=run, cache_ttl_ms=cache_ttl_ms, trace_context=trace_context
@@ -277,6 +305,7 @@ class CallDispatcher:
         *,
         reply_partition: int,
         trace_context: Context | None,
+        reply_token: str | None,
     ) -> None:
         assert self.publisher is not None
         span = None
@@ -288,6 +317,7 @@ class CallDispatcher:
                 reply_partition=reply_partition,
                 source=self._settings.source,
                 now_ms=self._clock(),
+                reply_token=reply_token,
             )
             if trace_context is not None and self._tracer is not None:
                 span, record = self._traced_command(route, action, record, trace_context)
@@ -332,19 +362,38 @@ class CallDispatcher:
         action: DispatchCall,
         *,
         run: int,
+        holds_slot: bool,
         trace_context: Context | None,
     ) -> None:
-        """Wait for a slot of the service, then make the call with its full timeout."""
+        """Wait for a slot (unless it ``holds_slot``) and a turn of the service, then
+        make the call with its full timeout."""
         timeout_ms = max(action.deadline_ms - self._clock(), 1)
-        await self.bulkheads.enter(action.service)
+        if not holds_slot:
+            await self.bulkheads.enter(action.service)
         try:
+            refusal = await self.guards.take_turn(action.service)
+            if refusal is not None:
+                await self._refuse(action, refusal, run=run)
+                return
             started = dataclasses.replace(action, deadline_ms=self._clock() + timeout_ms)
             self._arm_call(started, run=run)
             await self._call_in_process(
                 adapter, started, run=run, cache_ttl_ms=None, trace_context=trace_context
             )
         finally:
-            self.bulkheads.leave(action.service)
+            if not holds_slot:  # a slot taken at dispatch goes back in a done callback
+                self.bulkheads.leave(action.service)
+
+    async def _refuse(self, action: DispatchCall, outcome: CallOutcome, *, run: int) -> None:
+        """Answer a call that was not made (``circuit.open``, ``rate_limit.exceeded``)."""
+        self._metrics.call_failed(action.service, action.operation, outcome.error_code or "")
+        self._deliver(
+            action.request_id,
+            CallReplied.from_outcome(
+                outcome, call=action.call, attempt=action.attempt, at_ms=self._clock()
+            ),
+            run=run,
+        )
 
     async def _call_in_process(
         self,
@@ -370,7 +419,7 @@ class CallDispatcher:
                 action.input,
                 ttl_ms=cache_ttl_ms,
                 time_left_s=max(action.deadline_ms - self._clock(), 0) / 1000,
-                perform=lambda: self._perform(adapter, action),
+                perform=lambda: self._perform_paced(adapter, action),
             )
         metrics = self._metrics
         metrics.call_answered(
@@ -386,7 +435,23 @@ class CallDispatcher:
             run=run,
         )
 
+    async def _perform_paced(self, adapter: InProcessAdapter, action: DispatchCall) -> CallOutcome:
+        """A cached operation's call, made when the service's rate limit gives it a turn
+        (the wait counts against this call's time: see :mod:`.guards`)."""
+        refusal = await self.guards.take_turn(action.service)
+        return refusal if refusal is not None else await self._perform(adapter, action)
+
     async def _perform(self, adapter: InProcessAdapter, action: DispatchCall) -> CallOutcome:
+        """One call of the adapter through its service's circuit; never raises."""
+        if not self.guards.circuits:
+            return await self._perform_now(adapter, action)
+        return await self.guards.through_circuit(
+            action.service,
+            lambda: self._perform_now(adapter, action),
+            overdue=lambda: self._clock() >= action.deadline_ms,
+        )
+
+    async def _perform_now(self, adapter: InProcessAdapter, action: DispatchCall) -> CallOutcome:
         """One call of the adapter, bounded by the call's deadline; never raises."""
         timeout_s = (max(action.deadline_ms - self._clock(), 1) + ADAPTER_GRACE_MS) / 1000
         try:

@@ -5,12 +5,20 @@ code                    meaning
 ======================  ==================================================
 request.missing_headers a required CloudEvents header is absent
 request.wrong_type      ``ce_type`` is not ``orchestrator.request.v1``
+request.too_large       the record's value is over ``ORCH_MAX_REQUEST_BYTES``
 request.undecodable     the payload is not a JSON object
 request.invalid         the payload is not a valid request event
 request.key_mismatch    the record's key is missing or is not the request id
 flow.unknown            no flow of that name is loaded
+input.too_deep          the input nests deeper than ``ORCH_MAX_INPUT_DEPTH``
+input.too_long          an input array is longer than ``ORCH_MAX_INPUT_ARRAY_LENGTH``
 input.invalid           the input fails the flow's input schema
 ======================  ==================================================
+
+The size is checked on the raw bytes, before anything is parsed; the shape of
+the input (depth, array lengths) before the input schema runs, without recursion
+(see :mod:`orchestrator.limits`). A payload orjson refuses for its depth (over
+1,024 levels) is ``input.too_deep`` too.
 
 (The coordinator adds ``orchestrator.internal_error`` for a record it failed on.)
 """
@@ -27,6 +35,7 @@ from contracts import cloudevents
 from contracts.events import RequestEvent
 from orchestrator.flow import CompiledFlow
 from orchestrator.flow_files import FlowRegistry
+from orchestrator.limits import Limits, ShapeError, check_shape
 from orchestrator.runtime.records import cap_reason
 from orchestrator.validation_messages import describe_validation_error
 
@@ -51,14 +60,24 @@ class RejectedRequest:
 
 
 def admit(
-    *, value: bytes | None, key: bytes | None, headers: dict[str, str], registry: FlowRegistry
+    *,
+    value: bytes | None,
+    key: bytes | None,
+    headers: dict[str, str],
+    registry: FlowRegistry,
+    limits: Limits | None = None,
 ) -> AdmittedRequest | RejectedRequest:
     """Decide whether a request record can run."""
+    limits = limits or Limits()
     payload: Any = None
-    try:
-        payload = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        payload = None
+    size = len(value or b"")
+    too_deep = False
+    if size <= limits.max_request_bytes:
+        try:
+            payload = orjson.loads(value or b"")
+        except orjson.JSONDecodeError as error:
+            too_deep = "depth" in str(error)
+            payload = None
     request_id = _find_request_id(payload, key, headers)
     flow_name = payload.get("flow") if isinstance(payload, dict) else None
     flow_name = flow_name if isinstance(flow_name, str) else None
@@ -77,8 +96,25 @@ def admit(
             "request.wrong_type",
             f"ce_type is {headers[cloudevents.TYPE]!r}, expected {cloudevents.TYPE_REQUEST!r}",
         )
+    if size > limits.max_request_bytes:
+        return reject(
+            "request.too_large",
+            f"the record's value has {size} bytes; at most {limits.max_request_bytes} are "
+            "allowed (ORCH_MAX_REQUEST_BYTES)",
+        )
+    if too_deep:
+        return reject("input.too_deep", "the payload is nested more than 1,024 levels deep")
     if not isinstance(payload, dict):
         return reject("request.undecodable", "the payload is not a JSON object")
+    try:
+        # Before pydantic and jsonschema walk it (recursively).
+        check_shape(
+            payload.get("input"),
+            max_depth=limits.max_input_depth,
+            max_array_length=limits.max_input_array_length,
+        )
+    except ShapeError as error:
+        return reject(error.code, cap_reason(str(error)))
     try:
         request = RequestEvent.model_validate(payload)
     except ValidationError as error:

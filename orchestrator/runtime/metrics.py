@@ -28,7 +28,15 @@ metric                                     type       labels
 ``orchestrator_ignored_replies_total``     counter    ``reason``
 ``orchestrator_consumer_lag``              gauge      ``topic``, ``partition``
 ``orchestrator_call_cache_events_total``   counter    ``event`` (hit, miss, coalesced, eviction)
+``orchestrator_circuit_open``              gauge      ``service`` (1 open or half-open)
+``orchestrator_circuit_openings_total``    counter    ``service``
+``orchestrator_calls_rejected_total``      counter    ``service``, ``reason``
+``orchestrator_rate_limit_wait_seconds``   histogram  ``service``
 =========================================  =========  ===================================
+
+Circuits (state and openings) are read at scrape time, for the services that declare
+one; rejected calls (``reason``: ``circuit_open``, ``rate_limit``) and rate-limit
+waits (only calls that waited) are counted as they happen.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -79,6 +87,10 @@ METRIC_NAMES = (
     "orchestrator_ignored_replies_total",
     "orchestrator_consumer_lag",
     "orchestrator_call_cache_events_total",
+    "orchestrator_circuit_open",
+    "orchestrator_circuit_openings_total",
+    "orchestrator_calls_rejected_total",
+    "orchestrator_rate_limit_wait_seconds",
 )
 """Every metric the coordinator exposes (the dashboard's test checks against it)."""
 
@@ -157,7 +169,22 @@ class CoordinatorMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self._rejected = Counter(
+            "orchestrator_calls_rejected",
+            "Calls not made, by service and reason (circuit_open, rate_limit).",
+            ["service", "reason"],
+            registry=r,
+        )
+        self._rate_limit_wait = Histogram(
+            "orchestrator_rate_limit_wait_seconds",
+            "How long calls waited for their turn under their service's rate limit "
+            "(calls that waited), by service.",
+            ["service"],
+            buckets=CALL_BUCKETS,
+            registry=r,
+        )
         self._flow_children: dict[str, _FlowChildren] = {}
+        self._wait_children: dict[str, Histogram] = {}
         self._call_children: dict[tuple[str, str], Histogram] = {}
         self._error_children: dict[tuple[str, str, str], Counter] = {}
         self._children: dict[tuple[object, ...], Counter] = {}
@@ -176,6 +203,10 @@ class CoordinatorMetrics:
         self.in_flight.set_function(lambda: float(sagas()))
         self.calls_in_flight.set_function(lambda: float(calls()))
         self.registry.register(_CacheEvents(cache))
+
+    def watch_circuits(self, circuits: Callable[[], Mapping[str, tuple[bool, int]]]) -> None:
+        """Read the circuits at scrape time: by service, (open or half-open, openings)."""
+        self.registry.register(_Circuits(circuits))
 
     # -- the hot path: cached children ---------------------------------------
     # Every hook is wrapped by ``never_raises``: a metrics problem never ends a
@@ -231,6 +262,17 @@ class CoordinatorMetrics:
     @never_raises("metrics (dead_lettered)", None)
     def dead_lettered(self, code: str) -> None:
         self._child(self._dead_letters, label_code(code)).inc()
+
+    @never_raises("metrics (call_rejected)", None)
+    def call_rejected(self, service: str, reason: str) -> None:
+        self._child(self._rejected, service, reason).inc()
+
+    @never_raises("metrics (rate_limit_waited)", None)
+    def rate_limit_waited(self, service: str, wait_s: float) -> None:
+        child = self._wait_children.get(service)
+        if child is None:
+            child = self._wait_children[service] = self._rate_limit_wait.labels(service)
+        child.observe(wait_s)
 
     @never_raises("metrics (ignored)", None)
     def ignored(self, reason: str) -> None:
@@ -312,6 +354,39 @@ class _CacheEvents(Collector):
             "Calls of cached operations: answered from the cache (hit), made (miss), "
             "joined to an identical call in flight (coalesced); answers evicted (eviction).",
             labels=["event"],
+        )
+
+
+class _Circuits(Collector):
+    """Each declared circuit's state and openings, read when scraped."""
+
+    def __init__(self, read: Callable[[], Mapping[str, tuple[bool, int]]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterable[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        state, openings = self._families()
+        for service, (is_open, opened) in self._read().items():
+            state.add_metric([service], 1.0 if is_open else 0.0)
+            openings.add_metric([service], opened)
+        yield state
+        yield openings
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "orchestrator_circuit_open",
+                "1 while the service's circuit is open or half-open (probing), else 0.",
+                labels=["service"],
+            ),
+            CounterMetricFamily(
+                "orchestrator_circuit_openings",
+                "How often the service's circuit opened.",
+                labels=["service"],
+            ),
         )
 
 

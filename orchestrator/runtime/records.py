@@ -27,6 +27,12 @@ MAX_REASON_CHARS = 2_000
 DLQ_HEADER_PREFIX = "dlq_"
 """The prefix of the headers a dead letter adds to the original record's."""
 
+DLQ_HEADERS = ("dlq_code", "dlq_reason", "dlq_topic", "dlq_partition", "dlq_offset")
+"""The headers :func:`dead_letter_record` adds, in order, after the original's."""
+
+MAX_FALLBACK_KEY_BYTES = 1_024
+"""A value-less dead letter keeps at most this much of the original key."""
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingRecord:
@@ -48,8 +54,10 @@ def command_record(
     reply_partition: int,
     source: str,
     now_ms: int,
+    reply_token: str | None = None,
 ) -> OutgoingRecord:
-    """A :class:`contracts.StepCommand` for a remote adapter."""
+    """A :class:`contracts.StepCommand` for a remote adapter (``reply_token``: what its
+    reply must echo, see :mod:`orchestrator.runtime.reply_auth`)."""
     payload = {
         "schema_version": SCHEMA_VERSION,
         "request_id": action.request_id,
@@ -64,6 +72,8 @@ def command_record(
         "correlation_id": action.correlation_id,
         "idempotency_key": action.idempotency_key,
     }
+    if reply_token is not None:
+        payload["reply_token"] = reply_token
     headers = cloudevents.build_headers(
         event_id=action.correlation_id,
         event_type=cloudevents.TYPE_STEP_COMMAND,
@@ -132,20 +142,29 @@ def dead_letter_record(
 def dead_letter_without_value(record: OutgoingRecord) -> OutgoingRecord:
     """The fallback of a dead letter Kafka refused for good (too large): its value dropped.
 
-    Same topic, key and ``dlq_*`` headers (code, reason, origin topic, partition and
-    offset, where the original can still be read), an empty value, and a
-    ``dlq_dropped`` header saying how many bytes of value, and how many of the
-    original record's own headers, were left out. The value is empty rather than
-    null like everywhere in the dead-letter topic (aiokafka also refuses a record
-    with neither key nor value).
+    Same topic, the ``dlq_*`` headers the dead letter added (code, reason, origin
+    topic, partition and offset, where the original can still be read), an empty
+    value, and a ``dlq_dropped`` header saying how many bytes of value, and how many
+    of the original record's own headers, were left out. The original's own headers
+    go, even those named ``dlq_*`` (a record of the broker's maximum size may carry
+    its bulk in one), and a key over :data:`MAX_FALLBACK_KEY_BYTES` is cut: so the
+    fallback always fits, and the partition's offset moves on. The value is empty
+    rather than null like everywhere in the dead-letter topic (aiokafka also refuses
+    a record with neither key nor value).
     """
-    kept = [(name, value) for name, value in record.headers if name.startswith(DLQ_HEADER_PREFIX)]
+    added = len(DLQ_HEADERS)
+    own = record.headers[-added:] if len(record.headers) >= added else []
+    kept = own if tuple(name for name, _ in own) == DLQ_HEADERS else []
     dropped = f"the original value of {len(record.value)} bytes was too large to keep"
     if len(kept) < len(record.headers):
         dropped += f" (its {len(record.headers) - len(kept)} other headers were dropped too)"
+    key = record.key
+    if key is not None and len(key) > MAX_FALLBACK_KEY_BYTES:
+        dropped += f"; its key of {len(key)} bytes was cut to {MAX_FALLBACK_KEY_BYTES}"
+        key = key[:MAX_FALLBACK_KEY_BYTES]
     return OutgoingRecord(
         topic=record.topic,
-        key=record.key,
+        key=key,
         value=b"",
         headers=[*kept, ("dlq_dropped", dropped.encode())],
     )

@@ -27,6 +27,7 @@ import orjson
 
 from orchestrator.expressions import EvaluationError
 from orchestrator.flow import CompiledFlow, CompiledStep
+from orchestrator.limits import current_limits
 from orchestrator.saga import compensation, timing
 from orchestrator.saga.messages import (
     ArmTimer,
@@ -275,7 +276,10 @@ def _settle(
             output = step.output.evaluate(context)
         except EvaluationError as error:
             failure = step_error(
-                "step.output_error", str(error), step=step.name, call=call_id_of(step, slot)
+                error.code or "step.output_error",
+                str(error),
+                step=step.name,
+                call=call_id_of(step, slot),
             )
     progress.open -= 1
     progress.busy -= 1
@@ -485,7 +489,7 @@ def _start_step(
             flow,
             state,
             progress,
-            code="step.condition_error",
+            code=error.code or "step.condition_error",
             step=step,
             message=str(error),
             now_ms=now_ms,
@@ -503,7 +507,7 @@ def _start_step(
             flow,
             state,
             progress,
-            code="step.input_error",
+            code=error.code or "step.input_error",
             step=step,
             message=str(error),
             now_ms=now_ms,
@@ -562,4 +566,16 @@ def _items(step: CompiledStep, context: dict[str, Any]) -> list[Any] | None:
         raise EvaluationError(
             f"for_each {step.for_each.source!r} gave a {type(items).__name__}, not a list"
         )
+    most = current_limits().max_for_each
+    if len(items) > most:
+        raise ForEachTooLongError(
+            f"for_each {step.for_each.source!r} gave {len(items)} items; at most {most} "
+            "calls per step are allowed (ORCH_MAX_FOR_EACH)"
+        )
     return items
+
+
+class ForEachTooLongError(EvaluationError):
+    """A ``for_each`` gave more items than ``ORCH_MAX_FOR_EACH``: no call is made."""
+
+    code = "step.for_each_too_long"

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from contracts.events import MAX_TIMED_CALLS, RESULT_SCHEMA_VERSION
 from orchestrator.expressions import EvaluationError
 from orchestrator.flow import CompiledFlow
+from orchestrator.limits import current_limits
 from orchestrator.saga import timing
 from orchestrator.saga.state import SagaState, StepProgress, call_id
 
@@ -38,9 +41,23 @@ def compose_data(flow: CompiledFlow, state: SagaState) -> tuple[Any, dict[str, A
     context: dict[str, Any] = dict(state.outputs)
     context["input"] = state.input
     try:
-        return flow.result.evaluate(context), None
+        data = flow.result.evaluate(context)
     except EvaluationError as error:
-        return None, step_error("result.mapping_error", str(error))
+        return None, step_error(error.code or "result.mapping_error", str(error))
+    # Measured here, not when the result is published, so that an oversized
+    # result fails the saga (and compensates) with its own code.
+    try:
+        size = len(orjson.dumps(data))
+    except orjson.JSONEncodeError as error:
+        return None, step_error("result.mapping_error", f"the result cannot be encoded: {error}")
+    most = current_limits().max_result_bytes
+    if size > most:
+        return None, step_error(
+            "result.too_large",
+            f"the composed result has {size} bytes; at most {most} are allowed "
+            "(ORCH_MAX_RESULT_BYTES)",
+        )
+    return data, None
 
 
 def build_result(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from contracts import cloudevents
 from contracts.events import StepReply
 from handlers import CallContext, CallOutcome, Service
 from handlers.demo.inventory import inventory
-from handlers.worker import Reply, Unanswerable, answer_command, build_worker
+from handlers.worker import Reply, Unanswerable, WorkerBroker, answer_command, build_worker
 from tests.integration.kafka_io import publish_raw, read_topic
 
 SOURCE = "urn:orchestrator:adapter:inventory"
@@ -39,6 +40,15 @@ def command(**overrides: Any) -> dict[str, Any]:
         "idempotency_key": "r-1:stock",
         **overrides,
     }
+
+
+async def settled(broker: WorkerBroker) -> None:
+    """Wait for the commands the worker runs as tasks (in memory, nothing else waits)."""
+    for _ in range(500):
+        if broker.pool.in_flight == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the worker's commands did not finish")
 
 
 async def answer(value: bytes, headers: dict[str, str] | None = None) -> Reply | Unanswerable:
@@ -137,7 +147,10 @@ async def test_invalid_command_is_unanswerable(value: bytes) -> None:
 
 async def test_worker_broker_replies_and_dead_letters_in_memory() -> None:
     broker, _app = build_worker(
-        inventory, bootstrap_servers="127.0.0.1:1", dead_letter_topic="test.dlq"
+        inventory,
+        bootstrap_servers="127.0.0.1:1",
+        dead_letter_topic="test.dlq",
+        reply_topics=["orch.replies"],
     )
     replies: list[Any] = []
     dead: list[Any] = []
@@ -157,6 +170,7 @@ async def test_worker_broker_replies_and_dead_letters_in_memory() -> None:
         await test_broker.publish(
             b"garbage", inventory.command_topic, key=b"r-2", headers={"origin": "test"}
         )
+        await settled(broker)
 
     [reply] = replies
     assert (reply.topic, reply.partition, reply.key) == ("orch.replies", 3, b"r-1")
@@ -273,7 +287,9 @@ async def test_a_reply_without_retry_after_does_not_carry_the_field() -> None:
 
 async def test_worker_broker_passes_the_context_in_memory() -> None:
     service, seen = context_service()
-    broker, _app = build_worker(service, bootstrap_servers="127.0.0.1:1")
+    broker, _app = build_worker(
+        service, bootstrap_servers="127.0.0.1:1", reply_topics=["orch.replies"]
+    )
     replies: list[Any] = []
 
     @broker.subscriber("orch.replies")
@@ -288,6 +304,7 @@ async def test_worker_broker_passes_the_context_in_memory() -> None:
             key=b"r-5",
             headers=REPLY_HEADERS,
         )
+        await settled(broker)
 
     [context] = seen
     assert context_fields(context) == EXPECTED_CONTEXT
@@ -322,6 +339,7 @@ async def test_worker_passes_the_context_over_the_real_broker(
         bootstrap_servers=kafka_bootstrap,
         group_id=f"{topic_prefix}.reservations",
         dead_letter_topic=f"{topic_prefix}.dlq",
+        reply_topics=[reply_topic],
     )
     await broker.start()
     try:
@@ -337,3 +355,67 @@ async def test_worker_passes_the_context_over_the_real_broker(
     [context] = seen
     assert context_fields(context) == EXPECTED_CONTEXT
     assert context.deadline_ms == deadline_ms
+
+
+@pytest.mark.parametrize(
+    ("allowed", "answered"),
+    [
+        (["orch.replies"], True),
+        (["orch.*"], True),
+        (["other.replies"], False),
+        (["orch.replie"], False),
+    ],
+)
+async def test_a_reply_goes_only_to_an_allowed_topic(allowed: list[str], answered: bool) -> None:
+    ran: list[str] = []
+    service = Service("inventory")
+
+    @service.operation
+    async def stock_levels(query: dict[str, Any]) -> dict[str, Any]:
+        ran.append("ran")
+        return {}
+
+    reply = await answer_command(
+        service,
+        value=orjson.dumps(command()),
+        headers=REPLY_HEADERS,
+        source=SOURCE,
+        reply_topics=allowed,
+    )
+
+    if answered:
+        assert isinstance(reply, Reply)
+        assert reply.topic == "orch.replies"
+    else:
+        assert isinstance(reply, Unanswerable)
+        assert reply.code == "command.reply_topic_refused"
+        assert "'orch.replies'" in reply.reason
+        assert ran == [], "a command that cannot be answered is not run"
+
+
+async def test_the_reply_echoes_the_commands_token() -> None:
+    reply = await answer(orjson.dumps(command(reply_token="t0k3n")))
+
+    assert isinstance(reply, Reply)
+    assert StepReply.model_validate_json(reply.value).reply_token == "t0k3n"
+    assert orjson.loads(reply.as_technical_error("x.y", "z").value)["reply_token"] == "t0k3n"
+
+
+async def test_a_reply_without_a_token_in_the_command_does_not_carry_the_field() -> None:
+    reply = await answer(orjson.dumps(command()))
+
+    assert isinstance(reply, Reply)
+    assert "reply_token" not in orjson.loads(reply.value)
+
+
+@pytest.mark.parametrize(("concurrency", "topics"), [(0, ["r"]), (True, ["r"]), (2, []), (2, [""])])
+def test_worker_settings_are_checked_at_build(concurrency: Any, topics: list[str]) -> None:
+    from handlers.errors import AdapterSetupError
+
+    with pytest.raises(AdapterSetupError):
+        build_worker(
+            inventory,
+            bootstrap_servers="127.0.0.1:1",
+            reply_topics=topics,
+            concurrency=concurrency,
+        )

@@ -21,6 +21,7 @@ def single_call_registry(
     services: dict[str, Any] = {
         "echo": {
             "kind": "http",
+            "allow": {"loopback": True},
             "base_url": base_url,
             "operations": {"get": {"path": "/items/{id}"}},
         },

@@ -133,6 +133,7 @@ def http_service(base_url: str, operations: Iterable[str]) -> dict[str, Any]:
     """A catalog entry whose operation ``x`` is ``POST <base_url>/x/{id}``."""
     return {
         "kind": "http",
+        "allow": {"loopback": True},
         "base_url": base_url,
         "operations": {name: {"method": "POST", "path": f"/{name}/{{id}}"} for name in operations},
     }

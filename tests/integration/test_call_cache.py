@@ -83,6 +83,7 @@ def profile_registry(base_url: str, *, cached: bool) -> FlowRegistry:
             "services": {
                 "directory": {
                     "kind": "http",
+                    "allow": {"loopback": True},
                     "base_url": base_url,
                     "operations": {
                         "get_user": {"method": "GET", "path": "/users/{user_id}", **cache},

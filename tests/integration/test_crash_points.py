@@ -54,6 +54,7 @@ def write_flows(folder: Path, base_url: str) -> Path:
                 "services": {
                     "shop": {
                         "kind": "http",
+                        "allow": {"loopback": True},
                         "base_url": base_url,
                         "operations": {
                             name: {"method": "POST", "path": f"/{name}/{{id}}"}

@@ -50,6 +50,7 @@ async def test_unencodable_result_becomes_a_failed_result_and_the_partition_move
             {
                 "echo": {
                     "kind": "http",
+                    "allow": {"loopback": True},
                     "base_url": server.url,
                     "operations": {"get": {"path": "/i/{id}"}},
                 }
@@ -72,7 +73,9 @@ async def test_unencodable_result_becomes_a_failed_result_and_the_partition_move
                 await asyncio.sleep(0.1)
 
     assert poisoned["status"] == "failed"
-    assert [error["code"] for error in poisoned["errors"]] == ["orchestrator.internal_error"]
+    # The core sizes the result before it is published: an unencodable one is the
+    # result mapping's failure, not an internal error.
+    assert [error["code"] for error in poisoned["errors"]] == ["result.mapping_error"]
     assert fine["data"] == {"id": "b", "big": 8}
     assert {number: offset or 0 for number, offset in committed.items()} == ends, (
         "offsets must move past the request whose result failed"
@@ -82,8 +85,9 @@ async def test_unencodable_result_becomes_a_failed_result_and_the_partition_move
 async def test_deadlines_keep_firing_after_a_saga_fails_inside_the_timer(
     settings: CoordinatorSettings, topic_prefix: str
 ) -> None:
-    # The timeout ends each saga, and its result cannot be encoded: the deadline
-    # loop is where the failure happens, and it must go on for the next request.
+    # The timeout ends each saga, and its result cannot be encoded: the failure
+    # happens while the deadline loop finishes the saga (the core sizes the result
+    # and fails it as the result mapping's), and the loop must go on for the next.
     builder = FlowBuilder("silent", timeout_ms=300)
     builder.step("call", service="silent", operation="op", input={"id": "input.id"}, optional=True)
     builder.result({"big": "multiply(input.n, `4`)"})
@@ -97,7 +101,8 @@ async def test_deadlines_keep_firing_after_a_saga_fails_inside_the_timer(
         first = await client.run("silent", {"id": "a", "n": HUGE}, timeout_s=60)
         second = await client.run("silent", {"id": "b", "n": 1}, timeout_s=60)
 
-    assert [error["code"] for error in first["errors"]] == ["orchestrator.internal_error"]
+    assert first["status"] == "failed"
+    assert [error["code"] for error in first["errors"]] == ["step.timeout", "result.mapping_error"]
     assert second["status"] == "completed"
     assert second["data"] == {"big": 4}
     assert [error["code"] for error in second["errors"]] == ["step.timeout"]
@@ -127,6 +132,7 @@ async def test_adapter_reply_too_large_to_publish_reports_a_technical_error(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=f"{topic_prefix}.bloated",
         dead_letter_topic=settings.dead_letter_topic,
+        reply_topics=[settings.reply_topic],
     )
     async with (
         SagaCoordinator(registry=registry, settings=settings),
@@ -162,6 +168,7 @@ async def test_reply_and_request_partitions_are_checked_without_creating_topics(
         {
             "echo": {
                 "kind": "http",
+                "allow": {"loopback": True},
                 "base_url": "http://127.0.0.1:9",
                 "operations": {"get": {"path": "/i"}},
             }
@@ -181,6 +188,7 @@ async def test_a_changelog_topic_that_is_not_compacted_is_refused(
         {
             "echo": {
                 "kind": "http",
+                "allow": {"loopback": True},
                 "base_url": "http://127.0.0.1:9",
                 "operations": {"get": {"path": "/i"}},
             }

@@ -156,6 +156,7 @@ async def test_a_kafka_adapter_step_is_retried_with_one_idempotency_key(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=f"{topic_prefix}.payments",
         dead_letter_topic=settings.dead_letter_topic,
+        reply_topics=[settings.reply_topic],
     )
     await worker.start()
     try:
@@ -193,6 +194,7 @@ async def test_a_late_reply_after_the_result_changes_nothing(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=f"{topic_prefix}.ledger",
         dead_letter_topic=settings.dead_letter_topic,
+        reply_topics=[settings.reply_topic],
     )
     async with running(settings, registry) as (coordinator, client):
         # No adapter runs yet: the step times out and the saga answers.

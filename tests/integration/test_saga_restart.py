@@ -32,6 +32,7 @@ def reserve_then_charge(base_url: str, *, charge_retry: dict[str, Any]) -> FlowR
             "services": {
                 "shop": {
                     "kind": "http",
+                    "allow": {"loopback": True},
                     "base_url": base_url,
                     "operations": {
                         "reserve": {"method": "POST", "path": "/reserve/{id}"},

@@ -37,7 +37,8 @@ async def test_serve_answers_health_and_openapi_and_stops_on_sigterm(
 ) -> None:
     await create_topics(settings)
     (tmp_path / "services.yaml").write_text(
-        "services:\n  things:\n    kind: http\n    base_url: http://127.0.0.1:9\n"
+        "services:\n  things:\n    kind: http\n    allow: {loopback: true}\n"
+        "    base_url: http://127.0.0.1:9\n"
         "    operations: {get: {path: '/things/{id}'}}\n"
     )
     (tmp_path / "lookup.yaml").write_text(FLOW)

@@ -87,4 +87,5 @@ async def test_downstream_5xx_fails_with_technical_error(settings: CoordinatorSe
         "step.technical_error",
         "http.503",
     )
-    assert "maintenance" in error["message"]
+    assert error["message"].endswith("GET answered 503 Service Unavailable")
+    assert "maintenance" not in error["message"]  # the downstream's body stays out

@@ -93,6 +93,7 @@ async def stock_worker(
         group_id=f"{topic_prefix}.stock",
         dead_letter_topic=settings.dead_letter_topic,
         tracer_provider=provider,
+        reply_topics=[settings.reply_topic],
     )
     await broker.start()
     try:
@@ -303,6 +304,7 @@ async def test_tracing_off_does_no_tracing_work_at_all(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=f"{topic_prefix}.stock",
         dead_letter_topic=settings.dead_letter_topic,
+        reply_topics=[settings.reply_topic],
     )
     with RecordingServer() as server:
         registry = saga_registry(

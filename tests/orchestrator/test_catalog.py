@@ -235,3 +235,66 @@ def test_cached_operations_of_http_and_sdk_services() -> None:
         ("users", "get_user"): 30_000,
         ("pricing", "quote"): 5_000,
     }
+
+
+def test_secrets_come_from_files_and_reach_operation_headers_and_query(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken-from-file\n")
+    service = http(
+        "http://x",
+        headers={"Authorization": f"Bearer ${{file:{token}}}"},
+        operations={
+            "op": {"path": "/", "query": {"key": "${API_KEY}"}, "headers": {"X-K": "${API_KEY}"}}
+        },
+    )
+
+    loaded = catalog_from_data({"services": {"a": service}}, source="s", environ={"API_KEY": "k1"})
+
+    definition = loaded.catalog.services["a"]
+    assert isinstance(definition, HttpService)
+    assert definition.headers == {"Authorization": "Bearer t0ken-from-file"}
+    assert definition.operations["op"].query == {"key": "k1"}
+    assert definition.operations["op"].headers == {"X-K": "k1"}
+
+
+def test_a_missing_secret_file_is_a_load_error_naming_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    service = http("http://x", headers={"Authorization": f"${{file:{missing}}}"})
+
+    with pytest.raises(CatalogLoadError, match=f"reads the file {missing}, which cannot be read"):
+        catalog_from_data({"services": {"a": service}}, source="s", environ={})
+
+
+@pytest.mark.parametrize(
+    ("allow", "message"),
+    [({"networks": ["10.0.0.1/8"]}, "allow.networks"), ({"loopbak": True}, "loopbak")],
+)
+def test_a_bad_allow_list_is_a_load_error(allow: dict[str, Any], message: str) -> None:
+    with pytest.raises(CatalogLoadError, match=message):
+        catalog_from_data({"services": {"a": http("http://x", allow=allow)}}, source="s")
+
+
+def test_services_refuse_internal_addresses_unless_allowed() -> None:
+    loaded = catalog_from_data(
+        {"services": {"a": http("http://x"), "b": http("http://x", allow={"loopback": True})}},
+        source="s",
+    )
+    a, b = (loaded.catalog.services[name] for name in ("a", "b"))
+    assert isinstance(a, HttpService)
+    assert isinstance(b, HttpService)
+    assert (a.allow.loopback, a.allow.private, a.allow.link_local, a.allow.networks) == (
+        False,
+        False,
+        False,
+        [],
+    )
+    assert b.allow.loopback
+
+
+def test_the_host_header_cannot_come_from_event_data() -> None:
+    templated = http("http://x", operations={"op": {"path": "/", "headers": {"host": "{t}"}}})
+    fixed = http("http://x", operations={"op": {"path": "/", "headers": {"Host": "api.test"}}})
+
+    with pytest.raises(CatalogLoadError, match="Host header cannot be filled"):
+        catalog_from_data({"services": {"a": templated}}, source="s")
+    catalog_from_data({"services": {"a": fixed}}, source="s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from pydantic import BaseModel
 
@@ -76,3 +77,50 @@ async def test_the_call_context_reaches_a_two_parameter_operation() -> None:
     )
     assert seen == [context]
     assert seen[0].deadline_ms == 1_700_000_060_000
+
+
+async def test_a_blocking_operation_times_out_without_stalling_the_event_loop() -> None:
+    svc = Service("blocking")
+    released = threading.Event()
+
+    @svc.operation
+    async def block(query: Query) -> str:
+        released.wait(10)  # synchronous: would hold the coordinator's loop
+        return "late"
+
+    adapter = SdkServiceAdapter(svc)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        outcome = await adapter.call(
+            "block", {"id": "a"}, context=CallContext.for_test(call="s"), timeout_s=0.3
+        )
+    finally:
+        ticker.cancel()
+        released.set()
+        await adapter.aclose()
+
+    assert (outcome.status, outcome.error_code) == ("technical_error", "adapter.timeout")
+    assert ticks >= 5  # the loop ran on while the operation blocked its own thread
+
+
+async def test_a_closed_adapter_stops_its_thread_and_cancels_its_calls() -> None:
+    adapter = SdkServiceAdapter(service())
+    call = asyncio.create_task(
+        adapter.call("hang", {"id": "a"}, context=CallContext.for_test(call="s"), timeout_s=30)
+    )
+    await asyncio.sleep(0.1)
+    before = set(threading.enumerate())
+
+    call.cancel()
+    await adapter.aclose()
+
+    (stopped,) = before - set(threading.enumerate())
+    assert stopped.name == "adapter-svc"

@@ -110,6 +110,7 @@ async def test_waiting_for_a_connection_does_not_count_against_a_calls_timeout(
     service = HttpService.model_validate(
         {
             "kind": "http",
+            "allow": {"loopback": True},
             "base_url": url,
             "max_connections": 2,
             "operations": {"get": {"path": "/items/{id}"}},
@@ -167,6 +168,7 @@ async def test_calls_cancelled_before_they_ever_ran_give_their_slots_back() -> N
     service = HttpService.model_validate(
         {
             "kind": "http",
+            "allow": {"loopback": True},
             "base_url": "http://127.0.0.1:9",
             "max_connections": 2,
             "operations": {"get": {"path": "/items/{id}"}},

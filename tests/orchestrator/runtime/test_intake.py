@@ -12,6 +12,7 @@ from orchestrator.builder import FlowBuilder
 from orchestrator.catalog import catalog_from_data
 from orchestrator.flow import compile_flow
 from orchestrator.flow_files import FlowRegistry
+from orchestrator.limits import Limits
 from orchestrator.runtime.intake import AdmittedRequest, RejectedRequest, admit
 
 
@@ -189,4 +190,46 @@ def test_value_none_is_undecodable() -> None:
         "request.undecodable",
         "k-9",
         None,
+    )
+
+
+def rejection(value: bytes, **limits: int) -> RejectedRequest:
+    rejected = admit(
+        value=value, key=b"r-1", headers=headers(), registry=REGISTRY, limits=Limits(**limits)
+    )
+    assert isinstance(rejected, RejectedRequest)
+    return rejected
+
+
+def test_a_record_over_the_size_limit_is_refused_unparsed() -> None:
+    rejected = rejection(b"{" * 2_000, max_request_bytes=1_000)  # not even JSON
+
+    assert rejected.code == "request.too_large"
+    assert rejected.request_id == "r-1"  # from the key
+
+
+def test_a_payload_nested_10000_levels_is_too_deep_not_a_crash() -> None:
+    value = b'{"request_id":"r-1","flow":"order-details","input":' + b"[" * 10_000
+    value += b"]" * 10_000 + b"}"
+
+    assert rejection(value).code == "input.too_deep"
+
+
+def test_an_input_deeper_than_the_limit_is_refused_before_validation() -> None:
+    deep: Any = "o-1"
+    for _ in range(200):
+        deep = [deep]
+
+    rejected = rejection(payload(input={"order_id": "o-1", "lines": deep}))
+
+    assert rejected.code == "input.too_deep"
+    assert "ORCH_MAX_INPUT_DEPTH" in rejected.message
+
+
+def test_an_input_array_longer_than_the_limit_is_refused() -> None:
+    value = payload(input={"order_id": "o-1", "lines": list(range(11))})
+
+    assert rejection(value, max_input_array_length=10).code == "input.too_long"
+    assert isinstance(
+        admit(value=value, key=b"r-1", headers=headers(), registry=REGISTRY), AdmittedRequest
     )

@@ -40,6 +40,9 @@ def exercised() -> CoordinatorMetrics:
     metrics.ignored("unknown_saga")
     metrics.saga_restored()
     metrics.set_lags([("orchestrator.requests", 0)], {("orchestrator.requests", 0): 5})
+    metrics.watch_circuits(lambda: {"orders": (True, 2)})
+    metrics.call_rejected("orders", "circuit_open")
+    metrics.rate_limit_waited("orders", 0.05)
     return metrics
 
 

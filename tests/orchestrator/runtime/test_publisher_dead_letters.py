@@ -80,3 +80,26 @@ def test_the_fallback_of_a_keyless_record_is_still_sendable() -> None:
 
     assert small.key is None
     assert small.value == b"", "aiokafka refuses a record with neither key nor value"
+
+
+def test_the_fallback_drops_the_originals_own_dlq_headers_and_cuts_a_long_key() -> None:
+    from orchestrator.runtime.records import DLQ_HEADERS, MAX_FALLBACK_KEY_BYTES, dead_letter_record
+
+    full = dead_letter_record(
+        topic="dlq",
+        key=b"k" * 5_000,
+        value=b"v",
+        headers=[("dlq_padding", b"p" * 900_000), ("dlq_code", b"forged")],
+        code="reply.invalid",
+        reason="bad",
+        origin_topic="replies",
+        origin_partition=0,
+        origin_offset=9,
+    )
+    small = dead_letter_without_value(full)
+
+    names = [name for name, _ in small.headers]
+    assert names == [*DLQ_HEADERS, "dlq_dropped"]
+    assert dict(small.headers)["dlq_code"] == b"reply.invalid"
+    assert small.key == b"k" * MAX_FALLBACK_KEY_BYTES
+    assert sum(len(value) for _, value in small.headers) < 2_000

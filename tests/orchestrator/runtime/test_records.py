@@ -48,6 +48,7 @@ def test_command_record() -> None:
         reply_partition=4,
         source="urn:orchestrator:coordinator",
         now_ms=0,
+        reply_token="t0k3n",
     )
 
     assert (record.topic, record.key) == ("inventory.commands", b"r-1")
@@ -70,6 +71,7 @@ def test_command_record() -> None:
                 "idempotency_key",
             )
         },
+        "reply_token": "t0k3n",
     }
     headers = cloudevents.headers_to_dict(record.headers)
     assert cloudevents.missing_headers(headers) == []
