@@ -107,14 +107,22 @@ class Routes(dict[str, InProcessAdapter | KafkaRoute]):
     def concurrency_limits(self, *, shared_pool: int) -> dict[str, int]:
         """Calls in flight at most, by in-process service, for the bulkheads.
 
-        An HTTP service is bounded by its connection pool (its own ``max_connections``,
-        or ``shared_pool``), or by its ``max_concurrency`` if lower; an SDK service
-        only by its ``max_concurrency``.
+        An HTTP service is bounded by its connection pool (its own ``max_connections``),
+        or, on the shared pool, by three quarters of it when other services share it
+        too (one slow service must not hold every shared connection: the others keep
+        a quarter), or by its ``max_concurrency`` if lower; an SDK service only by its
+        ``max_concurrency``.
         """
         limits = dict(self.max_concurrency)
+        sharing = [
+            name
+            for name, route in self.items()
+            if isinstance(route, HttpAdapter) and not route.max_connections
+        ]
+        share = shared_pool if len(sharing) < 2 else max(1, shared_pool * 3 // 4)
         for name, route in self.items():
             if isinstance(route, HttpAdapter):
-                pool = route.max_connections or shared_pool
+                pool = route.max_connections or share
                 limits[name] = min(limits.get(name, pool), pool)
         return limits
 
