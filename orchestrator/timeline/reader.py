@@ -125,8 +125,10 @@ class TimelineReader:
         for tp, position in kept.items():
             self._consumer.seek(tp, position)
         since = int(time.time() * 1000) - max(0, self.settings.timeline_window_ms)
-        starts = await self._consumer.offsets_for_times(dict.fromkeys(new, max(0, since)))
+        # Ends first: a record written between the two look-ups is then found by its
+        # time, where the other order would seek past it.
         ends = await self._consumer.end_offsets(list(new))
+        starts = await self._consumer.offsets_for_times(dict.fromkeys(new, max(0, since)))
         for tp in new:
             at = starts.get(tp)
             self._consumer.seek(tp, at.offset if at is not None else ends[tp])
